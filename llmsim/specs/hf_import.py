@@ -1,0 +1,120 @@
+"""Read a Hugging Face ``config.json`` (Llama / Mistral / Mixtral / Qwen2 / Qwen3 / OPT families) into a ModelSpec.
+
+Field names follow transformers' configuration classes (``LlamaConfig``, ``MixtralConfig``, ``OPTConfig``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from llmsim.errors import ConfigError
+from llmsim.specs.model import ModelSpec
+
+ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
+SUPPORTED = (*ROTARY_FAMILIES, "opt")
+
+
+def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
+    """Load ``path`` (a config.json); errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    try:
+        return spec_from_hf(data, name or _default_name(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _default_name(path: Path) -> str:
+    return path.stem if path.stem != "config" else path.parent.name or "model"
+
+
+def _get(cfg: Mapping[str, Any], key: str, default: Any = ..., kind: type = int) -> Any:
+    if key not in cfg or cfg[key] is None:
+        if default is ...:
+            raise ConfigError(f"missing field {key!r}")
+        return default
+    value = cfg[key]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise ConfigError(f"field {key!r}: expected a positive integer, got {value!r}")
+    if kind is bool and not isinstance(value, bool):
+        raise ConfigError(f"field {key!r}: expected true or false, got {value!r}")
+    return value
+
+
+def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    family = cfg.get("model_type")
+    if family not in SUPPORTED:
+        raise ConfigError(f"field 'model_type': {family!r} is not supported; supported: {', '.join(SUPPORTED)}")
+    if family == "opt":
+        return _opt_spec(cfg, name)
+    hidden = _get(cfg, "hidden_size")
+    heads = _get(cfg, "num_attention_heads")
+    head_dim = _get(cfg, "head_dim", hidden // heads)
+    act = cfg.get("hidden_act", "silu")
+    window = cfg.get("sliding_window")
+    if family.startswith("qwen") and not cfg.get("use_sliding_window", False):
+        window = None
+    moe: dict[str, int] = {}
+    ffn = _get(cfg, "intermediate_size")
+    if family == "mixtral":
+        moe = dict(num_experts=_get(cfg, "num_local_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
+                   expert_ffn_size=ffn)
+    elif family in ("qwen2_moe", "qwen3_moe"):
+        moe = dict(num_experts=_get(cfg, "num_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
+                   expert_ffn_size=_get(cfg, "moe_intermediate_size"))
+        shared = cfg.get("shared_expert_intermediate_size") or 0
+        if shared:
+            moe.update(num_shared_experts=1, shared_expert_ffn_size=shared)
+    return ModelSpec(
+        name=name,
+        family=family,
+        num_layers=_get(cfg, "num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=_get(cfg, "num_key_value_heads", heads),
+        head_dim=head_dim,
+        ffn_size=ffn,
+        vocab_size=_get(cfg, "vocab_size"),
+        max_context=_get(cfg, "max_position_embeddings"),
+        gated_mlp=act in ("silu", "swiglu", "gelu_pytorch_tanh", "gelu"),
+        tied_embeddings=_get(cfg, "tie_word_embeddings", False, bool),
+        sliding_window=window if isinstance(window, int) and window > 0 else None,
+        qkv_bias=family in ("qwen2", "qwen2_moe") or bool(cfg.get("attention_bias", False)),
+        qk_norm=family in ("qwen3", "qwen3_moe"),
+        **moe,
+    )
+
+
+def _opt_spec(cfg: Mapping[str, Any], name: str) -> ModelSpec:
+    hidden = _get(cfg, "hidden_size")
+    if cfg.get("word_embed_proj_dim", hidden) != hidden:
+        raise ConfigError("field 'word_embed_proj_dim': projected embeddings (OPT-350m) are not supported")
+    max_pos = _get(cfg, "max_position_embeddings")
+    heads = _get(cfg, "num_attention_heads")
+    return ModelSpec(
+        name=name,
+        family="opt",
+        num_layers=_get(cfg, "num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=hidden // heads,
+        ffn_size=_get(cfg, "ffn_dim"),
+        vocab_size=_get(cfg, "vocab_size"),
+        max_context=max_pos,
+        gated_mlp=False,
+        tied_embeddings=_get(cfg, "tie_word_embeddings", True, bool),
+        norm="layernorm",
+        linear_bias=_get(cfg, "enable_bias", True, bool),
+        learned_positions=max_pos + 2,  # OPTLearnedPositionalEmbedding offsets positions by 2
+    )
