@@ -117,12 +117,10 @@ def _link(data: Any, where: str) -> Link:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with bytes_per_s and latency_s")
     try:
-        return Link(bytes_per_s=float(data["bytes_per_s"]), latency_s=float(data["latency_s"]),
-                    name=str(data.get("name", "")))
+        return Link(bytes_per_s=_as_float(data["bytes_per_s"], f"{where}.bytes_per_s"),
+                    latency_s=_as_float(data["latency_s"], f"{where}.latency_s"), name=str(data.get("name", "")))
     except KeyError as exc:
         raise ConfigError(f"{where}: missing {exc.args[0]}") from None
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: bytes_per_s and latency_s must be numbers") from None
 
 
 def _number(data: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
@@ -130,10 +128,17 @@ def _number(data: Mapping[str, Any], key: str, where: str, default: float | None
         if default is None:
             raise ConfigError(f"{where}: missing field {key!r}")
         return default
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: field {key!r}: expected a number, got {value!r}")
-    return float(value)
+    return _as_float(data[key], f"{where}: field {key!r}")
+
+
+def _as_float(value: Any, where: str) -> float:
+    """Numbers, and numeric strings such as ``1e12`` (YAML 1.1 reads an exponent without a dot as a string)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
 
 
 def _sub(factory: type, data: Any, where: str) -> Any:
@@ -142,7 +147,7 @@ def _sub(factory: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping")
     try:
-        return factory(**{k: float(v) for k, v in data.items()})
+        return factory(**{k: _as_float(v, f"{where}.{k}") for k, v in data.items()})
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except ConfigError as exc:
@@ -160,7 +165,8 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpe
     return HardwareSpec(
         name=str(data.get("name") or Path(source).stem),
         description=str(data.get("description", "")),
-        peak_flops_per_s=MappingProxyType({str(k): float(v) for k, v in peaks.items()}),
+        peak_flops_per_s=MappingProxyType({str(k): _as_float(v, f"{where}: peak_flops_per_s.{k}")
+                                           for k, v in peaks.items()}),
         hbm_bytes=_number(data, "hbm_bytes", where),
         hbm_bytes_per_s=_number(data, "hbm_bytes_per_s", where),
         l2_bytes=_number(data, "l2_bytes", where, 0.0),

@@ -1,0 +1,106 @@
+"""Operator lists of one decoder layer and of the model's ends (embedding, final norm, LM head, sampling)."""
+
+from __future__ import annotations
+
+from llmsim.cost.operators import FP32_BYTES, BatchFeatures, Operator, ShardedShapes, elementwise, gemm
+from llmsim.specs import ModelSpec, ParallelLayout, Precision
+
+
+def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: BatchFeatures) -> list[Operator]:
+    """Prefill (FlashAttention varlen) and decode (paged KV) attention, plus the KV-cache write."""
+    act, kvb, hd = prec.act_bytes, prec.kv_bytes, model.head_dim
+    ops: list[Operator] = []
+    # KV-cache write of every new token (reshape_and_cache): reads K,V activations, writes cache dtype.
+    ops.append(elementwise("kv_cache_write", f.num_tokens * 2 * sh.kv, act + kvb, 0.0))
+    if f.prefill_seqs:
+        # QK^T and PV: 2 x 2 FLOPs per (query, key) pair per head dimension (FlashAttention-2 paper, Sec. 3).
+        flops = 4.0 * sh.heads * hd * f.prefill_attn_pairs
+        hbm = f.prefill_tokens * sh.q * act * 2 + f.prefill_kv_tokens * 2 * sh.kv * kvb
+        ops.append(Operator("attn_prefill", "attn_prefill", flops, hbm, prec.activations,
+                            shape=(f.prefill_tokens, sh.heads, sh.kv_heads, hd, f.prefill_kv_tokens)))
+    if f.decode_seqs:
+        # Decode reads each sequence's whole (windowed) KV cache once; FLOPs are small (memory-bound).
+        kv_tokens = f.decode_kv_tokens
+        flops = 4.0 * sh.heads * hd * kv_tokens
+        hbm = kv_tokens * 2 * sh.kv * kvb + f.decode_seqs * sh.q * act * 2
+        ops.append(Operator("attn_decode", "attn_decode", flops, hbm, prec.activations,
+                            shape=(f.decode_seqs, sh.heads, sh.kv_heads, hd, kv_tokens)))
+    return ops
+
+
+def mlp_ops(model: ModelSpec, layout: ParallelLayout, sh: ShardedShapes, prec: Precision,
+            f: BatchFeatures) -> list[Operator]:
+    t, h, act = f.num_tokens, model.hidden_size, prec.act_bytes
+    if not model.is_moe:
+        width = 2 * sh.ffn if model.gated_mlp else sh.ffn
+        return [
+            gemm("mlp_up" if not model.gated_mlp else "mlp_gate_up", t, width, h, prec),
+            elementwise("mlp_act", t * sh.ffn, act * (3 if model.gated_mlp else 2), 5.0),
+            gemm("mlp_down", t, h, sh.ffn, prec),
+        ]
+    return moe_ops(model, layout, sh, prec, f)
+
+
+def moe_ops(model: ModelSpec, layout: ParallelLayout, sh: ShardedShapes, prec: Precision,
+            f: BatchFeatures) -> list[Operator]:
+    """Router + grouped expert GEMMs over the experts the batch's tokens hit (uniform routing assumed)."""
+    t, h, act = f.num_tokens, model.hidden_size, prec.act_bytes
+    e, k = model.num_experts, model.experts_per_token
+    hit = e * (1.0 - (1.0 - k / e) ** t)  # expected distinct experts hit by t tokens choosing k of e
+    ep = layout.ep
+    routed = t * k / ep  # token-expert pairs computed on this GPU
+    experts_here = hit / ep
+    up_w = 2 * sh.expert_ffn if model.gated_mlp else sh.expert_ffn
+    ops = [
+        gemm("moe_router", t, e, h, Precision.parse(prec.activations, prec.kv_dtype)),  # router kept in 16 bit
+        gemm("moe_up", routed, up_w, h, prec, weight_copies=experts_here),
+        elementwise("moe_act", routed * sh.expert_ffn, act * 3, 5.0),
+        gemm("moe_down", routed, h, sh.expert_ffn, prec, weight_copies=experts_here),
+    ]
+    if model.num_shared_experts:
+        s = model.num_shared_experts
+        ops += [gemm("shared_up", t, 2 * sh.shared_ffn * s, h, prec),
+                gemm("shared_down", t, h, sh.shared_ffn * s, prec)]
+    return ops
+
+
+def layer_operators(model: ModelSpec, layout: ParallelLayout, prec: Precision,
+                    f: BatchFeatures) -> list[Operator]:
+    """Compute operators of one decoder layer on one GPU (collectives are added by the step model)."""
+    t, h, act = f.num_tokens, model.hidden_size, prec.act_bytes
+    sh = ShardedShapes.of(model, layout)
+    ops = [
+        # fused residual add + norm (vLLM fused_add_rms_norm): reads x and residual, writes both.
+        elementwise("attn_norm", t * h, 4 * act, 5.0),
+        gemm("qkv_proj", t, sh.q + 2 * sh.kv, h, prec),
+    ]
+    if not model.learned_positions:
+        ops.append(elementwise("rotary", t * (sh.q + sh.kv), 2 * act, 6.0))
+    if model.qk_norm:
+        ops.append(elementwise("qk_norm", t * (sh.q + sh.kv), 2 * act, 5.0))
+    ops += attention_ops(model, sh, prec, f)
+    ops.append(gemm("o_proj", t, h, sh.q, prec))
+    ops.append(elementwise("mlp_norm", t * h, 4 * act, 5.0))
+    ops += mlp_ops(model, layout, sh, prec, f)
+    return ops
+
+
+def first_stage_operators(model: ModelSpec, prec: Precision, f: BatchFeatures) -> list[Operator]:
+    # Embedding gather: one row per token.
+    return [elementwise("embedding", f.num_tokens * model.hidden_size, 2 * prec.act_bytes, 0.0)]
+
+
+def last_stage_operators(model: ModelSpec, layout: ParallelLayout, prec: Precision,
+                         f: BatchFeatures) -> list[Operator]:
+    """Final norm, LM head and sampling over the sequences that emit a token this step."""
+    sh = ShardedShapes.of(model, layout)
+    n = f.num_emit
+    if n == 0:
+        return []
+    lm_prec = prec if prec.weights in ("bf16", "fp16", "fp32") else Precision.parse(prec.activations)
+    return [
+        elementwise("final_norm", n * model.hidden_size, 2 * prec.act_bytes, 5.0),
+        gemm("lm_head", n, sh.vocab, model.hidden_size, lm_prec),
+        # Sampling: softmax / top-k over fp32 logits of the full vocabulary (gathered to one rank).
+        elementwise("sampling", n * model.vocab_size, 2 * FP32_BYTES, 10.0, kernels=4),
+    ]

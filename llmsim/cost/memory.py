@@ -1,0 +1,123 @@
+"""GPU memory model: weights, activation peak and KV-cache capacity, derived the way vLLM derives them.
+
+vLLM (``Worker.determine_num_available_blocks``) profiles a forward pass of ``max_num_batched_tokens`` tokens,
+then sets KV blocks = (total memory x gpu_memory_utilization - weights - peak activations - non-torch memory)
+/ bytes per block; every pipeline stage does this and the smallest count wins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from llmsim.cost.operators import FP32_BYTES, ShardedShapes
+from llmsim.cost.step import stage_layer_counts
+from llmsim.errors import ConfigError, InfeasibleError
+from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
+
+GIB = 1024.0**3
+# CUDA context, cuBLAS/NCCL workspaces and CUDA-graph pools: vLLM's "non-torch memory" is typically
+# 0.5-1.5 GiB per GPU; 1 GiB is a stated default, overridable per experiment.
+DEFAULT_RESERVED_BYTES = 1.0 * GIB
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """Per-GPU memory budget of one replica and the KV capacity it leaves (per replica).
+
+    ``weights_bytes``, ``activation_bytes`` and ``kv_bytes_per_token`` are for the most loaded GPU
+    (the pipeline stage with the fewest free KV tokens)."""
+
+    hbm_bytes: float
+    usable_bytes: float
+    weights_bytes: float
+    activation_bytes: float
+    reserved_bytes: float
+    kv_bytes_per_token: float
+    kv_capacity_tokens: int
+    block_size: int
+    num_blocks: int
+
+    @property
+    def kv_bytes(self) -> float:
+        return self.kv_capacity_tokens * self.kv_bytes_per_token
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.block_size)
+
+    def max_batch_size(self, tokens_per_seq: int) -> int:
+        """Sequences of ``tokens_per_seq`` tokens whose whole KV fits at once (block-rounded)."""
+        return self.num_blocks // max(1, self.blocks_for(tokens_per_seq))
+
+
+def stage_weight_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precision, layers: int,
+                       first: bool, last: bool) -> float:
+    """Weights held by one GPU of a stage: sharded linear layers in the weight dtype, replicated norms and
+    (vocab-parallel) embeddings / LM head in 16 bit."""
+    sh = ShardedShapes.of(model, layout)
+    h, wb, eb = model.hidden_size, prec.weight_bytes, 2.0
+    attn = h * sh.q + 2 * h * sh.kv + sh.q * h
+    if model.is_moe:
+        mats = 3 if model.gated_mlp else 2
+        experts = model.num_experts // layout.ep * mats * h * sh.expert_ffn
+        shared = model.num_shared_experts * mats * h * sh.shared_ffn
+        mlp, router = experts + shared, h * model.num_experts
+    else:
+        mlp, router = (3 if model.gated_mlp else 2) * h * sh.ffn, 0
+    norms = model.norm_params_per_layer()
+    total = layers * ((attn + mlp) * wb + (router + norms) * eb)
+    if first:
+        total += (sh.vocab * h + model.learned_positions * h) * eb
+    if last and (not model.tied_embeddings or not first):
+        total += sh.vocab * h * eb
+    return total
+
+
+def activation_peak_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precision,
+                          max_num_batched_tokens: int, max_num_seqs: int) -> float:
+    """Peak transient activations of a profiling forward pass: one layer's widest intermediates for every
+    token of the budget, plus fp32 logits of up to ``max_num_seqs`` sampled sequences."""
+    sh = ShardedShapes.of(model, layout)
+    t, a = max_num_batched_tokens, prec.act_bytes
+    if model.is_moe:
+        mlp = model.experts_per_token * 3 * sh.expert_ffn / layout.ep
+    else:
+        mlp = 3 * sh.ffn
+    per_token = 2 * model.hidden_size + sh.q + 2 * sh.kv + mlp
+    return t * a * per_token + min(max_num_seqs, t) * sh.vocab * FP32_BYTES
+
+
+def plan_memory(model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout | None = None,
+                precision: Precision | None = None, *, gpu_memory_utilization: float = 0.9,
+                max_num_batched_tokens: int = 8192, max_num_seqs: int = 256, block_size: int = 16,
+                reserved_bytes: float = DEFAULT_RESERVED_BYTES) -> MemoryPlan:
+    """KV capacity of one replica; raises InfeasibleError if the weights and activations leave no KV room."""
+    layout = layout or ParallelLayout()
+    prec = precision or Precision.parse("bf16")
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ConfigError(f"gpu_memory_utilization: must be in (0, 1], got {gpu_memory_utilization}")
+    if block_size < 1 or max_num_batched_tokens < 1 or max_num_seqs < 1:
+        raise ConfigError("block_size, max_num_batched_tokens and max_num_seqs must be positive")
+    usable = hardware.hbm_bytes * gpu_memory_utilization
+    act = activation_peak_bytes(model, layout, prec, max_num_batched_tokens, max_num_seqs)
+    sh = ShardedShapes.of(model, layout)
+    best = None
+    counts = stage_layer_counts(model.num_layers, layout.pp)
+    for i, layers in enumerate(counts):
+        weights = stage_weight_bytes(model, layout, prec, layers, i == 0, i == len(counts) - 1)
+        per_token = 2.0 * layers * sh.kv * prec.kv_bytes
+        free = usable - weights - act - reserved_bytes
+        tokens = math.floor(free / per_token) if free > 0 else 0
+        if best is None or tokens < best[0]:
+            best = (tokens, weights, per_token, free)
+    tokens, weights, per_token, free = best
+    num_blocks = tokens // block_size
+    if num_blocks < 1:
+        need = (weights + act + reserved_bytes) / 1e9
+        raise InfeasibleError(
+            f"{model.name} does not fit on {hardware.name} with tp={layout.tp} pp={layout.pp} "
+            f"({prec.name} weights): needs {need:.1f} GB per GPU for weights ({weights / 1e9:.1f} GB), "
+            f"activations and reserved memory, but only {usable / 1e9:.1f} GB is usable "
+            f"({hardware.hbm_bytes / 1e9:.1f} GB x {gpu_memory_utilization}); use more GPUs or a smaller precision")
+    return MemoryPlan(hardware.hbm_bytes, usable, weights, act, reserved_bytes, per_token,
+                      num_blocks * block_size, block_size, num_blocks)

@@ -1,0 +1,144 @@
+"""The operators of one transformer step, as FLOPs and HBM bytes per GPU.
+
+A step is a batch of sequences, each with (new tokens this step, tokens already in its KV cache); prefill,
+chunked prefill, decode and mixtures are all the same call. Operators are built from a few aggregate
+features of the batch (``BatchFeatures``), so building them costs the same for 1 or 1,000 sequences.
+Attention follows FlashAttention's IO (Dao et al. 2022): Q, K, V read once, O written once, no N^2 HBM traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmsim.specs import ModelSpec, ParallelLayout, Precision
+
+FP32_BYTES = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    """One kernel (or fused group) per GPU. ``flops``/``hbm_bytes`` may be numpy arrays (vectorised decode runs).
+
+    ``op_class`` selects efficiency and calibration: gemm, attn_prefill, attn_decode, elementwise, allreduce,
+    p2p, alltoall. ``shape`` carries (M, N, K) for GEMMs or (tokens, heads, head_dim, kv_tokens) for
+    attention so calibrated fits can look the shape up. ``comm_bytes`` is the payload of a collective.
+    """
+
+    name: str
+    op_class: str
+    flops: float | np.ndarray
+    hbm_bytes: float | np.ndarray
+    compute_dtype: str = "bf16"
+    kernels: int = 1
+    shape: tuple = ()
+    comm_bytes: float = 0.0
+    comm_ranks: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFeatures:
+    """Aggregates of a batch that fix the cost of every operator.
+
+    ``prefill_*``: sequences with more than one new token (FlashAttention varlen prefill);
+    ``decode_*``: sequences with exactly one new token (paged decode attention).
+    ``*_attn_pairs``: sum over sequences of (query, key) pairs, causal and windowed;
+    ``*_kv_tokens``: sum over sequences of KV tokens the kernel reads (cached + new).
+    """
+
+    num_tokens: int
+    num_seqs: int
+    num_emit: int
+    prefill_tokens: int
+    prefill_seqs: int
+    prefill_attn_pairs: float
+    prefill_kv_tokens: float
+    decode_seqs: int
+    decode_kv_tokens: float | np.ndarray
+
+
+def _causal_pairs(new: np.ndarray, ctx: np.ndarray, window: int | None) -> float:
+    """Sum over queries j=1..n of the keys they attend to: min(ctx + j, window)."""
+    full = new * ctx + new * (new + 1) / 2.0
+    if window is None:
+        return float(full.sum())
+    first = np.minimum(ctx + 1, window)
+    last = np.minimum(ctx + new, window)
+    # keys grow by one per query until the window caps them: arithmetic run then a plateau.
+    ramp = np.clip(window - ctx, 0, new)
+    ramp_sum = ramp * (first + np.minimum(ctx + ramp, window)) / 2.0
+    return float((ramp_sum + (new - ramp) * last).sum())
+
+
+def batch_features(new_tokens, context_tokens, emits=None, window: int | None = None) -> BatchFeatures:
+    new = np.asarray(new_tokens, dtype=np.int64)
+    ctx = np.asarray(context_tokens, dtype=np.int64)
+    if new.shape != ctx.shape or new.ndim != 1:
+        raise ValueError("new_tokens and context_tokens must be 1-D sequences of equal length")
+    if new.size and (new.min() < 1 or ctx.min() < 0):
+        raise ValueError("new_tokens must be >= 1 and context_tokens >= 0 for every sequence")
+    pre = new > 1
+    dec_ctx = ctx[~pre] + 1
+    if window is not None:
+        dec_ctx = np.minimum(dec_ctx, window)
+    pre_kv = ctx[pre] + new[pre]
+    if window is not None:
+        pre_kv = np.minimum(pre_kv, window + new[pre])
+    num_emit = int(new.size if emits is None else np.count_nonzero(emits))
+    return BatchFeatures(
+        num_tokens=int(new.sum()),
+        num_seqs=int(new.size),
+        num_emit=num_emit,
+        prefill_tokens=int(new[pre].sum()),
+        prefill_seqs=int(pre.sum()),
+        prefill_attn_pairs=_causal_pairs(new[pre], ctx[pre], window),
+        prefill_kv_tokens=float(pre_kv.sum()),
+        decode_seqs=int((~pre).sum()),
+        decode_kv_tokens=float(dec_ctx.sum()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ShardedShapes:
+    """Per-GPU widths after tensor parallelism (heads and FFN sharded; KV heads replicated if tp > kv heads)."""
+
+    q: int
+    kv: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    expert_ffn: int
+    shared_ffn: int
+    vocab: int
+
+    @classmethod
+    def of(cls, model: ModelSpec, layout: ParallelLayout) -> ShardedShapes:
+        tp = layout.tp
+        heads = model.num_heads // tp
+        kv_heads = max(1, model.num_kv_heads // tp)
+        expert_tp = 1 if layout.ep > 1 else tp  # EP keeps whole experts on each GPU
+        return cls(
+            q=heads * model.head_dim,
+            kv=kv_heads * model.head_dim,
+            heads=heads,
+            kv_heads=kv_heads,
+            ffn=-(-model.ffn_size // tp),
+            expert_ffn=-(-model.expert_ffn_size // expert_tp) if model.is_moe else 0,
+            shared_ffn=-(-(model.shared_expert_ffn_size or model.expert_ffn_size) // tp) if model.is_moe else 0,
+            vocab=-(-model.vocab_size // tp),
+        )
+
+
+def gemm(name: str, m: float, n: int, k: int, prec: Precision, weight_copies: float = 1.0,
+         kernels: int = 1) -> Operator:
+    """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads W (in the weight dtype) and A, writes C."""
+    act = prec.act_bytes
+    hbm = weight_copies * n * k * prec.weight_bytes + m * k * act + m * n * act
+    return Operator(name, "gemm", 2.0 * m * n * k, hbm, prec.compute, kernels, shape=(m, n, k))
+
+
+def elementwise(name: str, elements: float, bytes_per_element: float, flops_per_element: float,
+                kernels: int = 1) -> Operator:
+    return Operator(name, "elementwise", flops_per_element * elements, bytes_per_element * elements,
+                    "fp32", kernels, shape=(elements,))

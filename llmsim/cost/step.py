@@ -1,0 +1,222 @@
+"""``CostModel.step_time(batch) -> StepCost``: the time of one batch step of a replica, with its breakdown.
+
+Pure and deterministic: same inputs, same output. The per-layer operators are timed once and multiplied
+by the layers of each pipeline stage; collectives and pipeline sends are added per layer / per stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmsim.cost.collectives import allreduce_s, alltoall_s, p2p_s
+from llmsim.cost.layers import first_stage_operators, last_stage_operators, layer_operators
+from llmsim.cost.operators import BatchFeatures, Operator, batch_features
+from llmsim.cost.roofline import OperatorTimer, OpTime, RooflineTimer
+from llmsim.errors import InfeasibleError
+from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    """Seconds of one step. ``total_s = sum(stage_s) + overhead_s`` and
+    ``total_s = compute_s + memory_s + comm_s + launch_s + overhead_s`` (each operator counted on the side of
+    the roofline that bounds it)."""
+
+    total_s: float
+    stage_s: tuple[float, ...]
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    launch_s: float
+    overhead_s: float
+    flops: float
+    hbm_bytes: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    """One row of the per-operator breakdown: ``count`` executions per step on the slowest GPU's path."""
+
+    name: str
+    op_class: str
+    where: str  # "layer", "first_stage", "last_stage", "pipeline"
+    count: int
+    flops: float
+    hbm_bytes: float
+    time_s: float
+    launch_s: float
+    bound: str
+    source: str
+
+
+def stage_layer_counts(num_layers: int, pp: int) -> tuple[int, ...]:
+    """Layers per pipeline stage, as even as possible; earlier stages take the remainder."""
+    base, extra = divmod(num_layers, pp)
+    return tuple(base + (1 if i < extra else 0) for i in range(pp))
+
+
+def check_layout(model: ModelSpec, layout: ParallelLayout, precision: Precision, hardware: HardwareSpec) -> None:
+    """Raise InfeasibleError for splits a real engine refuses (vLLM's checks on heads, FFN and layers)."""
+    tp, name = layout.tp, model.name
+    if model.num_heads % tp:
+        raise InfeasibleError(f"tp={tp} does not divide the {model.num_heads} attention heads of {name}")
+    if model.num_kv_heads % tp and tp % model.num_kv_heads:
+        raise InfeasibleError(f"tp={tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads "
+                              f"of {name}")
+    ffn = model.expert_ffn_size if model.is_moe else model.ffn_size
+    if ffn % tp and layout.ep == 1:
+        raise InfeasibleError(f"tp={tp} does not divide the FFN size {ffn} of {name}")
+    if layout.pp > model.num_layers:
+        raise InfeasibleError(f"pp={layout.pp} exceeds the {model.num_layers} layers of {name}")
+    if layout.ep > 1 and (not model.is_moe or model.num_experts % layout.ep):
+        raise InfeasibleError(f"ep={layout.ep} needs an MoE model whose expert count it divides ({name})")
+    if not hardware.supports(precision.compute):
+        raise InfeasibleError(f"{hardware.name} has no {precision.compute} tensor cores; precision "
+                              f"{precision.name} is not available there")
+
+
+def default_timer(hardware: HardwareSpec) -> OperatorTimer:
+    if hardware.calibration:
+        from llmsim.cost.calibrated import CalibratedTimer  # noqa: PLC0415 (optional part of cost/)
+
+        return CalibratedTimer(hardware)
+    return RooflineTimer(hardware)
+
+
+class CostModel:
+    """Step-time model of one replica (``layout.tp`` x ``layout.pp`` GPUs) of ``model`` on ``hardware``."""
+
+    def __init__(self, model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout | None = None,
+                 precision: Precision | None = None, timer: OperatorTimer | None = None) -> None:
+        self.model = model
+        self.hardware = hardware
+        self.layout = layout or ParallelLayout()
+        self.precision = precision or Precision.parse("bf16")
+        check_layout(model, self.layout, self.precision, hardware)
+        self.timer = timer or default_timer(hardware)
+        self.stage_layers = stage_layer_counts(model.num_layers, self.layout.pp)
+        self._window = model.sliding_window
+
+    # --- operators ---------------------------------------------------------------------------------
+    def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float]]:
+        """(name, class, seconds) of one layer's collectives: two TP all-reduces (or EP all-to-alls)."""
+        tp, act, h = self.layout.tp, self.precision.act_bytes, self.model.hidden_size
+        payload = f.num_tokens * h * act
+        ops = [("attn_allreduce", "allreduce", allreduce_s(self.hardware, payload, tp))]
+        if self.layout.ep > 1:
+            routed = payload * self.model.experts_per_token
+            ops.append(("moe_dispatch_combine", "alltoall", 2 * alltoall_s(self.hardware, routed, tp)))
+        else:
+            ops.append(("mlp_allreduce", "allreduce", allreduce_s(self.hardware, payload, tp)))
+        return [op for op in ops if op[2] > 0]
+
+    def _timed(self, ops: list[Operator]) -> list[tuple[Operator, OpTime]]:
+        return [(op, self.timer.time(op)) for op in ops]
+
+    def _parts(self, f: BatchFeatures):
+        layer = self._timed(layer_operators(self.model, self.layout, self.precision, f))
+        first = self._timed(first_stage_operators(self.model, self.precision, f))
+        last = self._timed(last_stage_operators(self.model, self.layout, self.precision, f))
+        comm = self._comm_ops(f)
+        tp = self.layout.tp
+        logits = f.num_emit * self.model.vocab_size * 4.0  # fp32 logits gathered from vocab-parallel shards
+        gather = alltoall_s(self.hardware, logits, tp) if tp > 1 and f.num_emit else 0.0
+        send = p2p_s(self.hardware, f.num_tokens * self.model.hidden_size * self.precision.act_bytes,
+                     tp, self.layout.pp)
+        return layer, first, last, comm, gather, send
+
+    @staticmethod
+    def _sum(timed: list[tuple[Operator, OpTime]]):
+        return sum((t.total_s for _, t in timed), 0.0)
+
+    def _stage_times(self, parts) -> list:
+        layer, first, last, comm, gather, send = parts
+        per_layer = self._sum(layer) + sum(c[2] for c in comm)
+        stages = []
+        for i, n in enumerate(self.stage_layers):
+            t = n * per_layer
+            if i == 0:
+                t = t + self._sum(first)
+            if i == len(self.stage_layers) - 1:
+                t = t + self._sum(last) + gather
+            else:
+                t = t + send
+            stages.append(t)
+        return stages
+
+    def overhead_s(self, num_seqs: int) -> float:
+        oh = self.hardware.overheads
+        return oh.step_s + oh.per_seq_s * num_seqs
+
+    # --- public API --------------------------------------------------------------------------------
+    def features(self, new_tokens, context_tokens, emits=None) -> BatchFeatures:
+        return batch_features(new_tokens, context_tokens, emits, self._window)
+
+    def step_time(self, new_tokens, context_tokens, emits=None) -> StepCost:
+        """Time of one step; per sequence ``new_tokens[i]`` computed on top of ``context_tokens[i]`` cached.
+        ``emits`` marks the sequences that sample a token (default: all)."""
+        f = self.features(new_tokens, context_tokens, emits)
+        if f.num_seqs == 0:
+            return StepCost(0.0, (0.0,) * self.layout.pp, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        parts = self._parts(f)
+        stages = tuple(float(s) for s in self._stage_times(parts))
+        rows = self._rows(parts)
+        kernel = {"compute": 0.0, "memory": 0.0, "comm": 0.0}
+        for r in rows:
+            kernel[r.bound] += r.time_s - r.launch_s
+        overhead = self.overhead_s(f.num_seqs)
+        tp = self.layout.tp  # rows are per GPU; the tp GPUs of a stage do the same work
+        return StepCost(
+            total_s=sum(stages) + overhead,
+            stage_s=stages,
+            compute_s=kernel["compute"],
+            memory_s=kernel["memory"],
+            comm_s=kernel["comm"],
+            launch_s=sum(r.launch_s for r in rows),
+            overhead_s=overhead,
+            flops=tp * sum(r.flops for r in rows),
+            hbm_bytes=tp * sum(r.hbm_bytes for r in rows),
+        )
+
+    def operator_costs(self, new_tokens, context_tokens, emits=None) -> list[OpCost]:
+        """Per-operator breakdown of one step (times include each row's ``count``), per GPU."""
+        return self._rows(self._parts(self.features(new_tokens, context_tokens, emits)))
+
+    def _rows(self, parts) -> list[OpCost]:
+        layer, first, last, comm, gather, send = parts
+        rows: list[OpCost] = []
+        for where, timed, count in (("layer", layer, self.model.num_layers), ("first_stage", first, 1),
+                                    ("last_stage", last, 1)):
+            rows += [OpCost(op.name, op.op_class, where, count, count * float(op.flops),
+                            count * float(op.hbm_bytes), count * float(t.total_s), count * t.launch_s,
+                            t.bound, t.source) for op, t in timed]
+        rows += [OpCost(n, c, "layer", self.model.num_layers, 0.0, 0.0, self.model.num_layers * s, 0.0,
+                        "comm", "roofline") for n, c, s in comm]
+        if gather:
+            rows.append(OpCost("logits_gather", "alltoall", "last_stage", 1, 0.0, 0.0, gather, 0.0, "comm",
+                               "roofline"))
+        if send:
+            rows.append(OpCost("pp_send", "p2p", "pipeline", self.layout.pp - 1, 0.0, 0.0,
+                               (self.layout.pp - 1) * send, 0.0, "comm", "roofline"))
+        return rows
+
+    def decode_run(self, context_tokens, num_steps: int) -> np.ndarray:
+        """Stage seconds (shape ``(num_steps, pp)``) of ``num_steps`` consecutive pure-decode steps of this batch;
+        step k sees ``context_tokens + k``. Exact, vectorised over steps (only decode attention varies)."""
+        ctx = np.asarray(context_tokens, dtype=np.int64)
+        ks = np.arange(num_steps, dtype=np.float64)
+        if self._window is None:  # sum of (ctx + 1 + k) over sequences, without a (steps x seqs) matrix
+            kv_sum = float(ctx.sum() + ctx.size) + ctx.size * ks
+        else:
+            kv_sum = np.minimum(ctx[None, :] + 1 + ks[:, None], self._window).sum(axis=1).astype(np.float64)
+        f0 = self.features(np.ones_like(ctx), ctx)
+        f = BatchFeatures(f0.num_tokens, f0.num_seqs, f0.num_emit, 0, 0, 0.0, 0.0, f0.decode_seqs, kv_sum)
+        stages = self._stage_times(self._parts(f))
+        return np.stack([np.broadcast_to(np.asarray(s, dtype=np.float64), (num_steps,)) for s in stages], axis=1)
+
+    def decode_run_s(self, context_tokens, num_steps: int) -> np.ndarray:
+        """Total seconds of each of ``num_steps`` consecutive decode steps (stages + per-step overhead)."""
+        stages = self.decode_run(context_tokens, num_steps)
+        return stages.sum(axis=1) + self.overhead_s(len(np.atleast_1d(context_tokens)))
