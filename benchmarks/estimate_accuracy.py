@@ -41,9 +41,11 @@ def _precision(text: str) -> Precision:
     return Precision.parse(text)
 
 
-def predict(row: pd.Series) -> float:
+def predict(row: pd.Series, hardware: dict | None = None) -> float:
+    """The estimate's value for one measured row; ``hardware`` maps profile name -> HardwareSpec override."""
     model = load_model(row["model"].lower())
-    hw = load_hardware(_profile(row["gpu"]))
+    name = _profile(row["gpu"])
+    hw = (hardware or {}).get(name) or load_hardware(name)
     batch, inp, out = int(row["batch_or_concurrency"]), int(row["input_len"]), int(row["output_len"])
     est = estimate(model, hw, ParallelLayout(tp=int(row["tp"])), _precision(row["precision"]),
                    batch_size=batch, input_len=inp, output_len=out, enforce_max_context=False)
@@ -59,11 +61,17 @@ def predict(row: pd.Series) -> float:
     raise ValueError(f"unmapped metric {metric!r}")
 
 
-def evaluate(df: pd.DataFrame) -> pd.DataFrame:
+def usable_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split off rows the data itself flags as anomalous (``trust`` column); they are reported, not scored."""
+    bad = df["trust"].str.contains("anomalous", na=False)
+    return df[~bad], df[bad]
+
+
+def evaluate(df: pd.DataFrame, hardware: dict | None = None) -> pd.DataFrame:
     preds = []
     for _, row in df.iterrows():
         try:
-            preds.append(predict(row))
+            preds.append(predict(row, hardware))
         except LlmsimError as exc:
             print(f"row {row['id']}: {exc}", file=sys.stderr)
             preds.append(np.nan)
@@ -98,7 +106,11 @@ def main() -> int:
     if not args.csv.is_file():
         print(f"no measured data at {args.csv}", file=sys.stderr)
         return 2
-    res = evaluate(pd.read_csv(args.csv))
+    rows, flagged = usable_rows(pd.read_csv(args.csv))
+    res = evaluate(rows)
+    if len(flagged):
+        ids = ", ".join(str(i) for i in flagged["id"])
+        print(f"excluded {len(flagged)} rows the data flags as anomalous (ids {ids})")
     if args.rows:
         cols = ["id", "source_id", "model", "gpu", "precision", "tp", "batch_or_concurrency", "input_len",
                 "output_len", "metric_short", "value", "predicted", "rel_err"]
