@@ -152,7 +152,8 @@ def _plugin_commands():
     import importlib
 
     found = []
-    for module in ("llmsim.workload.commands", "llmsim.sim.commands", "llmsim.calibration.commands"):
+    for module in ("llmsim.experiment.commands", "llmsim.workload.commands", "llmsim.sim.commands",
+                   "llmsim.calibration.commands"):
         try:
             found.append(importlib.import_module(module).register)
         except ModuleNotFoundError as exc:

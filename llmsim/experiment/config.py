@@ -1,0 +1,172 @@
+"""Experiment YAML schema and validation.
+
+An experiment names a model, hardware, layout, precision, engine policy, KV manager, workload, SLOs, a
+stopping rule and seeds; ``sweep:`` varies any field. Unknown keys are errors. Every error names the file,
+the field path and what was expected: ``experiments/x.yaml: scheduler.max_num_seqs: must be a positive
+integer, got -4``. Pluggable blocks (``scheduler``, ``kv``, workload parts) are checked by their registries
+when the point is built, with the same message format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llmsim.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LayoutConfig(_Strict):
+    """``tp`` x ``pp`` GPUs per replica, ``replicas`` independent replicas (data parallelism)."""
+
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    replicas: int = Field(1, ge=1)
+
+
+class MemoryConfig(_Strict):
+    """How the engine sizes its KV cache (vLLM's ``gpu_memory_utilization``)."""
+
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    reserved_bytes: float | None = Field(None, ge=0)
+
+
+class SLOConfig(_Strict):
+    """Latency targets (seconds; null = no target) and the attainment that defines goodput."""
+
+    ttft_s: float | None = Field(None, gt=0)
+    tpot_s: float | None = Field(None, gt=0)
+    e2e_s: float | None = Field(None, gt=0)
+    attainment: float = Field(0.9, gt=0, le=1)
+
+
+class StopConfig(_Strict):
+    """Run until ``num_requests`` have arrived or ``duration_s`` of simulated time, whichever first;
+    the first ``warmup_requests`` (by arrival) and arrivals before ``warmup_s`` are left out of summaries."""
+
+    num_requests: int | None = Field(1000, ge=1)
+    duration_s: float | None = Field(None, gt=0)
+    warmup_requests: int = Field(0, ge=0)
+    warmup_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> StopConfig:
+        if self.num_requests is None and self.duration_s is None:
+            raise ValueError("give num_requests or duration_s")
+        return self
+
+
+class SweepConfig(_Strict):
+    """``grid``: every combination of the listed values; ``zip``: lists walked together (equal lengths).
+    Keys are dotted field paths (``workload.arrival.rate_per_s``, ``scheduler.kind``, ``layout.tp``)."""
+
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    zip: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("grid", "zip")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"{key}: needs at least one value")
+        return v
+
+    @model_validator(mode="after")
+    def _zip_lengths(self) -> SweepConfig:
+        lengths = {len(v) for v in self.zip.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"zip lists must have equal lengths, got {sorted(lengths)}")
+        overlap = set(self.grid) & set(self.zip)
+        if overlap:
+            raise ValueError(f"{', '.join(sorted(overlap))}: in both grid and zip")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: a base configuration plus an optional sweep. See ``llmsim schema``."""
+
+    name: str = "experiment"
+    description: str = ""
+    model: str
+    hardware: str
+    layout: LayoutConfig = Field(default_factory=LayoutConfig)
+    precision: str = "bf16"
+    kv_dtype: str | None = None
+    scheduler: dict[str, Any] = Field(default_factory=lambda: {"kind": "vllm"})
+    kv: dict[str, Any] | None = None
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    workload: str | dict[str, Any]
+    slo: SLOConfig = Field(default_factory=SLOConfig)
+    stop: StopConfig = Field(default_factory=StopConfig)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    frontend_overhead_s: float = Field(0.0, ge=0)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+
+    @field_validator("scheduler", "kv")
+    @classmethod
+    def _has_kind(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and "kind" not in v:
+            raise ValueError("expected a mapping with a 'kind' key")
+        return v
+
+
+def _format_loc(loc: tuple) -> str:
+    parts = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item not in ("function-after", "function-before") and not str(item).startswith(("str", "dict[")):
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _explain(err: dict) -> str:
+    kind, got = err["type"], err.get("input")
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required field is missing"
+    if kind in ("greater_than_equal", "greater_than") and err.get("ctx", {}).get("ge") == 1:
+        msg = "must be a positive integer"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    msg = msg[0].lower() + msg[1:]
+    return f"{msg}, got {got!r}" if got is not None and not isinstance(got, Mapping) else msg
+
+
+def parse_config(data: Any, where: str) -> ExperimentConfig:
+    """Validate a mapping; raise ConfigError naming ``where`` and the first bad field's path."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a YAML mapping at the top level")
+    try:
+        return ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = exc.errors()
+        lines = [f"{where}: {_format_loc(e['loc'])}: {_explain(e)}" for e in errors[:5]]
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        raise ConfigError("; ".join(lines) + more) from None
+
+
+def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
+    """Read and validate an experiment YAML; returns the config and the file's folder (for relative paths)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, str(path)), path.parent
+
+
+def json_schema() -> dict:
+    """JSON schema of the experiment YAML (for editors)."""
+    return ExperimentConfig.model_json_schema()

@@ -1,0 +1,99 @@
+"""Run one sweep point: build specs, workload and cluster from the resolved config, simulate, summarise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from llmsim.experiment.sweep import Point, resolve_workload_ref
+from llmsim.specs import ParallelLayout, Precision, load_hardware, load_model
+
+
+def _workload(point: Point, max_context: int):
+    from llmsim.workload import load_workload
+
+    cfg = point.config
+    if isinstance(cfg.workload, str):
+        path = resolve_workload_ref(cfg.workload, point.base_dir, "workload")
+        return load_workload(path)
+    return load_workload(cfg.workload, where="workload", base_dir=point.workload_dir)
+
+
+def _slo(point: Point) -> dict[str, float]:
+    slo = point.config.slo
+    return {k: v for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s))
+            if v is not None}
+
+
+def warmup_mask(requests: pd.DataFrame, point: Point) -> np.ndarray:
+    """Requests kept for summaries: past the first ``warmup_requests`` ids and arriving after ``warmup_s``."""
+    stop = point.config.stop
+    return ((requests["id"].to_numpy() >= stop.warmup_requests)
+            & (requests["arrival_s"].to_numpy() >= stop.warmup_s))
+
+
+def closed_loop_feed(closed, stream, seed: int):
+    """First requests of each user, and the callback issuing a user's next request after its think time."""
+    from dataclasses import replace
+
+    it = iter(stream)
+    rng = np.random.default_rng([seed, 1])  # think times: their own stream, so lengths do not shift
+    initial = []
+    for t in closed.start_times_s():
+        nxt = next(it, None)
+        if nxt is None:
+            break
+        initial.append(replace(nxt, arrival_s=float(t)))
+
+    def callback(_request, end_s: float):
+        nxt = next(it, None)
+        return [] if nxt is None else [replace(nxt, arrival_s=end_s + closed.think_s(rng))]
+
+    return initial, callback
+
+
+def _trim_warmup(result, point: Point):
+    """Drop warm-up requests (and the steps before the first kept arrival) from the tables summarised."""
+    from dataclasses import replace
+
+    keep = warmup_mask(result.requests, point)
+    if keep.all():
+        return result
+    requests = result.requests[keep].reset_index(drop=True)
+    t0 = float(requests["arrival_s"].min()) if len(requests) else 0.0
+    steps = result.steps[result.steps["start_s"] >= t0].reset_index(drop=True)
+    return replace(result, requests=requests, steps=steps)
+
+
+def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Simulate one point; returns (summary dict, requests table, steps table)."""
+    from llmsim.sim import simulate
+    from llmsim.workload import generate_requests
+
+    cfg = point.config
+    model = load_model(cfg.model)
+    hardware = load_hardware(cfg.hardware)
+    layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
+    precision = Precision.parse(cfg.precision, cfg.kv_dtype)
+    spec = _workload(point, model.max_context)
+    rng = np.random.default_rng(point.seed)
+    stream = generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
+                               max_context=model.max_context)
+    callback, max_time = None, None
+    if spec.closed_loop is not None:
+        stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
+        max_time = cfg.stop.duration_s
+    kv = {**(cfg.kv or {}), "gpu_memory_utilization": cfg.memory.gpu_memory_utilization}
+    result = simulate(stream, model=model, hardware=hardware, layout=layout, precision=precision,
+                      scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
+                      frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,
+                      max_time_s=max_time)
+    summary = _trim_warmup(result, point).summary(slo=_slo(point) or None)
+    summary["slo_target_attainment"] = cfg.slo.attainment
+    arrivals = result.requests["arrival_s"].to_numpy(float)
+    span = float(arrivals.max() - arrivals.min()) if len(arrivals) > 1 else 0.0
+    summary["arrival_rate_rps"] = (len(arrivals) - 1) / span if span > 0 else None
+    summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
+    return summary, result.requests, result.steps

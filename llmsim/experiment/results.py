@@ -1,0 +1,119 @@
+"""Results directory layout, atomic writes, and reading results back (for plots, compare, notebooks).
+
+    DIR/experiment.yaml          the experiment as given
+    DIR/points.json              every (sweep point x seed): id, seed, sweep values, resolved config
+    DIR/points/ID/summary.json   one point's summary (written last: its presence marks the point done)
+    DIR/points/ID/requests.parquet|csv, steps.parquet|csv
+    DIR/summary.parquet|csv      one row per point x seed (sweep values as columns)
+    DIR/run.log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmsim.errors import ConfigError
+
+
+def has_parquet() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_table(df: pd.DataFrame, path_stem: Path) -> Path:
+    """Parquet when pyarrow is present, else CSV; written atomically. Returns the path written."""
+    if has_parquet():
+        path = path_stem.with_suffix(".parquet")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            df.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+    path = path_stem.with_suffix(".csv")
+    atomic_write_text(path, df.to_csv(index=False))
+    return path
+
+
+def read_table(path_stem: Path) -> pd.DataFrame:
+    for suffix in (".parquet", ".csv"):
+        p = path_stem.with_suffix(suffix)
+        if p.is_file():
+            return pd.read_parquet(p) if suffix == ".parquet" else pd.read_csv(p)
+    raise ConfigError(f"{path_stem}: no .parquet or .csv table there")
+
+
+def json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+@dataclass
+class Results:
+    """An experiment's results: the summary table, plus per-point request and step tables on demand."""
+
+    summary: pd.DataFrame
+    directory: Path | None = None
+    _requests: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _steps: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def requests(self, point_id: str) -> pd.DataFrame:
+        if point_id not in self._requests and self.directory is not None:
+            self._requests[point_id] = read_table(self.directory / "points" / point_id / "requests")
+        return self._requests[point_id]
+
+    def steps(self, point_id: str) -> pd.DataFrame:
+        if point_id not in self._steps and self.directory is not None:
+            self._steps[point_id] = read_table(self.directory / "points" / point_id / "steps")
+        return self._steps[point_id]
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Results:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ConfigError(f"{directory}: no such results directory")
+        try:
+            summary = read_table(directory / "summary")
+        except ConfigError:
+            raise ConfigError(f"{directory}: not a results directory (no summary table; run `llmsim run` "
+                              "first)") from None
+        return cls(summary=summary, directory=directory)
+
+    def sweep_columns(self) -> list[str]:
+        return [c for c in self.summary.columns if c.startswith("sweep.")]
+
+
+def load_points_index(directory: Path) -> list[dict]:
+    path = directory / "points.json"
+    return json.loads(path.read_text()) if path.is_file() else []

@@ -1,0 +1,170 @@
+"""Run an experiment: expand the sweep, run points (in parallel processes, or on Dask), write results.
+
+Re-running the same command skips points whose ``summary.json`` exists, so a killed run resumes. Every file
+is written atomically. The simulated clock is logical: results depend only on the config and the seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from llmsim.errors import ConfigError
+from llmsim.experiment.config import ExperimentConfig, load_config, parse_config
+from llmsim.experiment.point import run_point
+from llmsim.experiment.results import Results, atomic_write_text, json_default, write_table
+from llmsim.experiment.sweep import Point, expand
+
+EXECUTORS = ("local", "dask")
+log = logging.getLogger("llmsim.run")
+
+
+def _summary_row(point: Point, summary: Mapping[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"point_id": point.id, "seed": point.seed}
+    row.update({f"sweep.{k}": (v if isinstance(v, int | float | str | bool) else json.dumps(v))
+                for k, v in point.values.items()})
+    row.update({"scheduler": point.config.scheduler.get("kind"), "model": point.config.model,
+                "hardware": point.config.hardware, "tp": point.config.layout.tp, "pp": point.config.layout.pp,
+                "replicas": point.config.layout.replicas})
+    row.update(summary)
+    return row
+
+
+def _run_and_store(point: Point, out_dir: Path | None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
+    """Run one point; with ``out_dir``, write its tables and then its summary (the completion marker)."""
+    summary, requests, steps = run_point(point)
+    if out_dir is not None:
+        pdir = out_dir / "points" / point.id
+        write_table(requests, pdir / "requests")
+        write_table(steps, pdir / "steps")
+        atomic_write_text(pdir / "summary.json", json.dumps(summary, indent=1, sort_keys=True,
+                                                            default=json_default))
+        return summary, None, None
+    return summary, requests, steps
+
+
+def _done_summary(point: Point, out_dir: Path | None) -> dict | None:
+    if out_dir is None:
+        return None
+    path = out_dir / "points" / point.id / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_index(points: list[Point], out_dir: Path, source_text: str) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "experiment.yaml", source_text)
+    index = [{"id": p.id, "seed": p.seed, "values": p.values, "config": p.config.model_dump(mode="json")}
+             for p in points]
+    atomic_write_text(out_dir / "points.json", json.dumps(index, indent=1, default=json_default))
+
+
+def _setup_log(out_dir: Path | None) -> logging.Handler | None:
+    if out_dir is None:
+        return None
+    handler = logging.FileHandler(out_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def _execute(todo: list[Point], out_dir: Path | None, jobs: int, executor: str,
+             on_done: Callable[[Point, tuple], None]) -> None:
+    if executor == "dask":
+        from llmsim.experiment.dask_executor import run_on_dask
+
+        run_on_dask(todo, out_dir, jobs, _run_and_store, on_done)
+    elif jobs <= 1 or len(todo) <= 1:
+        for p in todo:
+            on_done(p, _run_and_store(p, out_dir))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [(p, pool.submit(_run_and_store, p, out_dir)) for p in todo]
+            for p, fut in futures:
+                on_done(p, fut.result())
+
+
+def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str | Path | None = None, *,
+                   jobs: int = 1, executor: str = "local", progress: bool = False,
+                   base_dir: str | Path | None = None) -> Results:
+    """Run every point of ``config`` (a path, a mapping or an ExperimentConfig). With ``out_dir`` results
+    are written there (and finished points are skipped on re-runs); without, everything stays in memory."""
+    if executor not in EXECUTORS:
+        raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: must be a positive integer, got {jobs}")
+    cfg, base, where, text = _coerce(config, base_dir)
+    points = expand(cfg, base, where)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _write_index(points, out, text)
+    handler = _setup_log(out)
+    try:
+        return _run_points(points, out, jobs, executor, progress)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def _coerce(config, base_dir) -> tuple[ExperimentConfig, Path, str, str]:
+    if isinstance(config, ExperimentConfig):
+        return config, Path(base_dir or "."), "<experiment>", yaml.safe_dump(config.model_dump(mode="json"))
+    if isinstance(config, Mapping):
+        return (parse_config(config, "<experiment>"), Path(base_dir or "."), "<experiment>",
+                yaml.safe_dump(dict(config), sort_keys=False))
+    path = Path(config)
+    cfg, base = load_config(path)
+    return cfg, base, str(path), path.read_text()
+
+
+def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str, progress: bool) -> Results:
+    summaries: dict[str, dict] = {}
+    requests: dict[str, pd.DataFrame] = {}
+    steps: dict[str, pd.DataFrame] = {}
+    todo = []
+    for p in points:
+        done = _done_summary(p, out)
+        if done is not None:
+            summaries[p.id] = done
+        else:
+            todo.append(p)
+    log.info("%d points, %d already done, %d to run", len(points), len(summaries), len(todo))
+    bar = _progress(len(todo)) if progress and todo else None
+    started = time.perf_counter()
+
+    def on_done(p: Point, result: tuple) -> None:
+        summaries[p.id] = result[0]
+        if result[1] is not None:
+            requests[p.id], steps[p.id] = result[1], result[2]
+        log.info("point %s %s seed=%d done", p.id, p.values, p.seed)
+        if bar is not None:
+            bar[0].advance(bar[1])
+
+    try:
+        _execute(todo, out, jobs, executor, on_done)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+    log.info("ran %d points in %.1f s", len(todo), time.perf_counter() - started)
+    table = pd.DataFrame([_summary_row(p, summaries[p.id]) for p in points])
+    if out is not None:
+        write_table(table, out / "summary")
+    return Results(summary=table, directory=out, _requests=requests, _steps=steps)
+
+
+def _progress(total: int):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("sweep points"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    task = bar.add_task("run", total=total)
+    bar.start()
+    return bar, task

@@ -1,0 +1,102 @@
+"""Sweep expansion: an experiment with ``sweep:`` becomes a list of points, each a full config plus a seed.
+
+Grid keys vary independently (cartesian product, in the order written); zip keys vary together. Each
+point has a stable id: a hash of its resolved configuration and seed, so results can be found again and
+re-runs can skip finished points.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmsim.errors import ConfigError
+from llmsim.experiment.config import ExperimentConfig, parse_config
+
+
+@dataclass(frozen=True)
+class Point:
+    """One simulation to run: the resolved config (no sweep), its sweep values, a seed and where it came from."""
+
+    config: ExperimentConfig
+    values: dict[str, Any]
+    seed: int
+    base_dir: Path
+    workload_dir: Path
+    id: str = field(default="")
+
+
+def workload_search_dirs(base_dir: Path) -> list[Path]:
+    from llmsim.specs.catalog import REPO_ROOT
+
+    return [base_dir, base_dir.parent / "workloads", Path.cwd() / "workloads", REPO_ROOT / "workloads"]
+
+
+def resolve_workload_ref(ref: str, base_dir: Path, where: str) -> Path:
+    """``chat`` -> workloads/chat.yaml; a path is taken relative to the experiment file, then as given."""
+    candidates = []
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        candidates = [base_dir / ref, Path(ref)]
+    else:
+        candidates = [d / f"{ref}.yaml" for d in workload_search_dirs(base_dir)]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise ConfigError(f"{where}: workload: no workload named {ref!r} (looked in "
+                      f"{', '.join(str(c.parent) for c in candidates)})")
+
+
+def _set_path(data: dict, dotted: str, value: Any, where: str) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        if not isinstance(node, dict):
+            raise ConfigError(f"{where}: sweep key {dotted!r}: {key!r} is not a mapping")
+        node = node.setdefault(key, {})
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: sweep key {dotted!r} does not name a field")
+    node[keys[-1]] = value
+
+
+def _combinations(cfg: ExperimentConfig) -> list[dict[str, Any]]:
+    grid_keys = list(cfg.sweep.grid)
+    grid = [dict(zip(grid_keys, combo, strict=True))
+            for combo in itertools.product(*(cfg.sweep.grid[k] for k in grid_keys))] or [{}]
+    zip_keys = list(cfg.sweep.zip)
+    n = len(next(iter(cfg.sweep.zip.values()))) if zip_keys else 1
+    zipped = [{k: cfg.sweep.zip[k][i] for k in zip_keys} for i in range(n)]
+    return [{**g, **z} for g in grid for z in zipped]
+
+
+def point_id(config: ExperimentConfig, seed: int) -> str:
+    canonical = json.dumps({"config": config.model_dump(mode="json"), "seed": seed}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
+    """All (sweep point x seed) runs of an experiment, in a deterministic order."""
+    raw = cfg.model_dump(mode="python", exclude={"sweep"})
+    workload_dir = base_dir
+    if isinstance(raw["workload"], str):
+        path = resolve_workload_ref(raw["workload"], base_dir, where)
+        wants_inline = any(k.startswith("workload.") for k in {**cfg.sweep.grid, **cfg.sweep.zip})
+        if wants_inline:  # a sweep reaches into the workload: inline it so the override has a place to go
+            raw["workload"] = yaml.safe_load(path.read_text())
+            workload_dir = path.parent
+    points = []
+    for values in _combinations(cfg):
+        data = copy.deepcopy(raw)
+        for key, value in values.items():
+            _set_path(data, key, value, where)
+        label = ", ".join(f"{k}={v}" for k, v in values.items())
+        point_cfg = parse_config(data, f"{where} (sweep point {label})" if label else where)
+        for seed in point_cfg.seeds:
+            points.append(Point(point_cfg, values, seed, base_dir, workload_dir, point_id(point_cfg, seed)))
+    return points

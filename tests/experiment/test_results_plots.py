@@ -1,0 +1,51 @@
+"""Results files (atomic writes, read back), goodput interpolation, compare table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmsim.experiment.commands import compare_table
+from llmsim.experiment.results import Results, atomic_write_text, read_table, write_table
+from llmsim.plots import goodput
+
+
+def test_goodput_interpolates_the_crossing():
+    rates = np.array([1.0, 2.0, 3.0, 4.0])
+    att = np.array([1.0, 0.95, 0.85, 0.2])
+    # crosses 0.9 halfway between 2 and 3
+    assert goodput(rates, att, 0.9) == pytest.approx(2.5)
+    assert goodput(rates, np.array([0.5, 0.4, 0.3, 0.2]), 0.9) is None
+    assert goodput(rates, np.ones(4), 0.9) == 4.0
+
+
+def test_write_and_read_table_roundtrip(tmp_path):
+    df = pd.DataFrame({"a": [1, 2], "b": [0.5, np.nan]})
+    path = write_table(df, tmp_path / "t")
+    assert path.exists() and not list(tmp_path.glob(".t*"))  # no temp file left behind
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t"), df)
+
+
+def test_atomic_write_replaces(tmp_path):
+    p = tmp_path / "x.json"
+    atomic_write_text(p, "one")
+    atomic_write_text(p, "two")
+    assert p.read_text() == "two"
+
+
+def test_compare_averages_seeds(tmp_path):
+    for name, base in (("a", 1.0), ("b", 2.0)):
+        d = tmp_path / name
+        s = pd.DataFrame({"point_id": ["p1", "p2"], "seed": [0, 1], "sweep.rate": [1, 1],
+                          "throughput_rps": [base, base + 1.0], "ttft_p50_s": [0.1, 0.3]})
+        write_table(s, d / "summary")
+    table = compare_table([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert list(table["results"]) == ["a", "b"]
+    assert list(table["throughput_rps"]) == [1.5, 2.5]
+    assert table["ttft_p50_s"].iloc[0] == pytest.approx(0.2)
+
+
+def test_results_load_errors(tmp_path):
+    from llmsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a results directory"):
+        Results.load(tmp_path)
