@@ -6,6 +6,7 @@ CDFs, and per-point timelines of batch size, KV use and queue length. PNG and SV
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from llmsim.experiment.results import Results  # noqa: E402
 
@@ -31,8 +33,20 @@ def config_labels(summary: pd.DataFrame, rate_col: str) -> pd.Series:
     cols = [c for c in summary.columns if c.startswith("sweep.") and c != rate_col]
     if not cols:
         return pd.Series(["all points"] * len(summary), index=summary.index)
-    return summary[cols].astype(str).apply(
-        lambda r: ", ".join(f"{c.removeprefix('sweep.')}={v}" for c, v in r.items()), axis=1)
+    return summary[cols].apply(lambda r: ", ".join(_value_label(c, v) for c, v in r.items()), axis=1)
+
+
+def _value_label(column: str, value) -> str:
+    """``scheduler={"kind": "vllm", "mode": "v0"}`` reads better as ``vllm mode=v0``."""
+    name = column.removeprefix("sweep.")
+    if isinstance(value, str) and value.startswith("{"):
+        try:
+            block = json.loads(value)
+        except ValueError:
+            return f"{name}={value}"
+        kind = block.pop("kind", name)
+        return " ".join([str(kind), *(f"{k}={v}" for k, v in block.items())])
+    return f"{name}={value}"
 
 
 def seed_mean(summary: pd.DataFrame, rate_col: str, value: str) -> pd.DataFrame:
@@ -107,6 +121,7 @@ def plot_throughput_latency(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
         ax.set_xlabel("output throughput (tokens/s)")
         ax.set_ylabel(f"{title} (ms)")
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{title} vs throughput")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
@@ -129,14 +144,16 @@ def plot_latency_cdfs(results: Results, out_dir: Path, max_points: int = 10) -> 
         ax.set_xlabel(f"{name} (ms)")
         ax.set_ylabel("fraction of requests")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{name} CDF")
-    axes[0].legend(fontsize=7)
     fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=7)
     return _save(fig, out_dir, "latency_cdf")
 
 
 def _point_label(row: pd.Series) -> str:
-    parts = [f"{c.removeprefix('sweep.')}={row[c]}" for c in row.index if c.startswith("sweep.")]
+    parts = [_value_label(c, row[c]) for c in row.index if c.startswith("sweep.")]
     return ", ".join(parts) or str(row["point_id"])
 
 
@@ -159,11 +176,30 @@ def plot_timeline(results: Results, point_id: str, out_dir: Path) -> list[Path]:
     return _save(fig, out_dir, f"timeline_{point_id}")
 
 
+def plot_tradeoff(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Median TTFT against p99 inter-token latency, one marker per configuration and rate (the
+    Sarathi-Serve trade-off: smaller chunks, lower ITL tail, higher TTFT)."""
+    if not {"ttft_p50_s", "itl_p99_s"} <= set(summary.columns):
+        return []
+    rate_col = rate_column(summary)
+    df = summary.assign(label=config_labels(summary, rate_col))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, g in df.groupby("label"):
+        m = g.groupby(rate_col)[["ttft_p50_s", "itl_p99_s"]].mean()
+        ax.plot(m["ttft_p50_s"] * 1e3, m["itl_p99_s"] * 1e3, marker="o", label=label)
+    ax.set_xlabel("TTFT p50 (ms)")
+    ax.set_ylabel("inter-token latency p99 (ms)")
+    ax.set_title("TTFT vs tail inter-token latency")
+    ax.legend(fontsize=7)
+    return _save(fig, out_dir, "ttft_vs_itl")
+
+
 def plot_all(directory: str | Path, out_dir: str | Path | None = None, timelines: int = 3) -> list[Path]:
     """Every figure for a results directory; returns the files written (under DIR/plots by default)."""
     results = Results.load(directory)
     out = Path(out_dir) if out_dir is not None else Path(directory) / "plots"
     written = plot_attainment(results.summary, out) + plot_throughput_latency(results.summary, out)
+    written += plot_tradeoff(results.summary, out)
     written += plot_latency_cdfs(results, out)
     for pid in results.summary["point_id"].head(timelines):
         written += plot_timeline(results, pid, out)

@@ -95,5 +95,9 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     arrivals = result.requests["arrival_s"].to_numpy(float)
     span = float(arrivals.max() - arrivals.min()) if len(arrivals) > 1 else 0.0
     summary["arrival_rate_rps"] = (len(arrivals) - 1) / span if span > 0 else None
+    gpus = layout.num_gpus
+    summary["num_gpus"] = gpus
+    summary["output_tokens_per_s_per_gpu"] = summary.get("output_tokens_per_s", 0.0) / gpus
+    summary["throughput_rps_per_gpu"] = summary.get("throughput_rps", 0.0) / gpus
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps
