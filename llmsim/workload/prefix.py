@@ -1,0 +1,193 @@
+"""Prompt prefix structure: which prompt blocks requests share, for prefix caching.
+
+A prefix model turns the sampled *new* prompt tokens of each request into its full prompt length and its
+``prefix_hashes`` (one id per ``chunk`` prompt tokens, as in the Mooncake trace: equal ids at equal positions
+mean identical content up to there). Models are immutable specs; ``start()`` returns the mutable state of one
+generation run, so one spec can generate many independent streams.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from llmsim.errors import ConfigError
+from llmsim.registry import Registry
+from llmsim.workload.lengths import LENGTHS, Fixed, LengthDist
+
+PREFIXES: Registry[object] = Registry("prefix model")
+
+
+def _count(name: str, value: object, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name!r} must be an integer >= {low}, got {value!r}")
+
+
+class _Ids:
+    """Hands out fresh block ids (never shared by construction)."""
+
+    def __init__(self, start: int) -> None:
+        self.next = start
+
+    def take(self, n: int) -> list[int]:
+        ids = list(range(self.next, self.next + n))
+        self.next += n
+        return ids
+
+
+@dataclass(frozen=True, slots=True)
+class _SystemPrompts:
+    """``groups`` system prompts of ``tokens`` tokens; group g owns block ids g*k .. g*k+k-1 (k full blocks).
+
+    Only full blocks are shared: the block where the system prompt ends also holds user text, so it differs.
+    """
+
+    groups: int
+    tokens: int
+    skew: float
+    chunk: int
+
+    @property
+    def blocks(self) -> int:
+        return self.tokens // self.chunk
+
+    def choose(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Group of each of n requests: uniform, or Zipf(skew) popularity when skew > 0."""
+        if self.groups == 1:
+            return np.zeros(n, dtype=np.int64)
+        if self.skew == 0:
+            return rng.integers(0, self.groups, n)
+        weights = np.arange(1, self.groups + 1, dtype=np.float64) ** -self.skew
+        return rng.choice(self.groups, size=n, p=weights / weights.sum())
+
+    def ids(self, group: int) -> list[int]:
+        return list(range(group * self.blocks, (group + 1) * self.blocks))
+
+
+@PREFIXES.register("shared_system_prompt")
+@dataclass(frozen=True, slots=True)
+class SharedSystemPrompt:
+    """Users in ``groups`` groups; each group's requests start with the same ``tokens``-token system prompt.
+
+    The prompt is the system prompt followed by the sampled ``input_len`` tokens. Groups are picked
+    uniformly, or with Zipf popularity exponent ``skew`` (a few very popular prompts).
+    """
+
+    groups: int
+    tokens: int
+    skew: float = 0.0
+
+    def __post_init__(self) -> None:
+        _count("groups", self.groups, 1)
+        _count("tokens", self.tokens, 1)
+        if not self.skew >= 0:
+            raise ValueError(f"'skew' must be >= 0, got {self.skew!r}")
+
+    def start(self, chunk: int, max_context: int | None) -> _SharedState:
+        return _SharedState(_SystemPrompts(self.groups, self.tokens, self.skew, chunk))
+
+
+class _SharedState:
+    def __init__(self, prompts: _SystemPrompts) -> None:
+        self.prompts = prompts
+        self.ids = _Ids(prompts.groups * prompts.blocks)
+
+    def apply(self, user: np.ndarray, output: np.ndarray, rng: np.random.Generator):
+        """Full prompt lengths, prefix hashes and session ids (None) for one chunk of requests."""
+        p = self.prompts
+        groups = p.choose(rng, len(user))
+        inputs = user + p.tokens
+        hashes = []
+        for g, total in zip(groups.tolist(), inputs.tolist(), strict=True):
+            own = -(-total // p.chunk) - p.blocks
+            hashes.append(tuple(p.ids(g) + self.ids.take(own)))
+        return inputs, hashes, [None] * len(user)
+
+
+@PREFIXES.register("multi_turn")
+@dataclass(frozen=True, slots=True)
+class MultiTurn:
+    """Multi-turn conversations: each turn's prompt is the whole conversation so far plus the new message.
+
+    ``sessions`` conversations are open at once; each arrival continues one of them at random (so a
+    conversation's turns are spread over time and interleaved with others), and a conversation that has had
+    its ``turns`` turns (an integer or a length-distribution block) is replaced by a new one. The sampled
+    ``input_len`` is the new user message per turn. Optional ``system_tokens`` / ``groups`` / ``skew`` add a
+    shared system prompt at the start of each conversation. A conversation that would exceed the model
+    context ends early (the user starts a new chat). Requests carry ``session_id``.
+    """
+
+    sessions: int = 16
+    turns: int | dict | LengthDist = 5
+    system_tokens: int = 0
+    groups: int = 1
+    skew: float = 0.0
+    _turns: LengthDist = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _count("sessions", self.sessions, 1)
+        _count("system_tokens", self.system_tokens, 0)
+        _count("groups", self.groups, 1)
+        if isinstance(self.turns, dict):
+            try:
+                turns = LENGTHS.build(self.turns, where="turns")
+            except ConfigError as exc:  # re-raised as ValueError so the caller prefixes file and field
+                raise ValueError(str(exc)) from None
+        elif isinstance(self.turns, int) and not isinstance(self.turns, bool) and self.turns >= 1:
+            turns = Fixed(self.turns)
+        elif isinstance(self.turns, LengthDist):
+            turns = self.turns
+        else:
+            raise ValueError(
+                f"'turns' must be an integer >= 1 or a length-distribution block, got {self.turns!r}"
+            )
+        object.__setattr__(self, "_turns", turns)
+
+    def start(self, chunk: int, max_context: int | None) -> _MultiTurnState:
+        prompts = _SystemPrompts(self.groups, self.system_tokens, self.skew, chunk)
+        return _MultiTurnState(self, prompts, max_context or math.inf)
+
+
+@dataclass(slots=True)
+class _Conversation:
+    session_id: int
+    tokens: int  # conversation length so far (system prompt + all turns' inputs and outputs)
+    block_ids: list[int]  # ids of its full blocks
+    turns_left: int
+
+
+class _MultiTurnState:
+    def __init__(self, spec: MultiTurn, prompts: _SystemPrompts, max_context: float) -> None:
+        self.spec, self.prompts, self.max_context = spec, prompts, max_context
+        self.ids = _Ids(prompts.groups * prompts.blocks)
+        self.open: list[_Conversation | None] = [None] * spec.sessions
+        self.next_session = 0
+
+    def _new(self, group: int, turns: int) -> _Conversation:
+        conv = _Conversation(self.next_session, self.prompts.tokens, self.prompts.ids(group), turns)
+        self.next_session += 1
+        return conv
+
+    def apply(self, user: np.ndarray, output: np.ndarray, rng: np.random.Generator):
+        """Full prompt lengths, prefix hashes and session ids for one chunk of requests."""
+        n, chunk = len(user), self.prompts.chunk
+        slots = rng.integers(0, self.spec.sessions, n).tolist()
+        groups = self.prompts.choose(rng, n).tolist()
+        turns = self.spec._turns.sample(rng, n).tolist()
+        inputs, hashes, sessions = np.empty(n, dtype=np.int64), [], []
+        for i, (slot, u, o) in enumerate(zip(slots, user.tolist(), output.tolist(), strict=True)):
+            conv = self.open[slot]
+            if conv is None or conv.turns_left == 0 or conv.tokens + u + o > self.max_context:
+                conv = self.open[slot] = self._new(groups[i], turns[i])
+            prompt = conv.tokens + u
+            kept = conv.block_ids[: prompt // chunk]
+            ids = kept + self.ids.take(-(-prompt // chunk) - len(kept))
+            # the prompt's last partial block gets this turn's output appended, so it changes: new id
+            conv.block_ids = ids[: prompt // chunk] + self.ids.take((prompt + o) // chunk - prompt // chunk)
+            conv.tokens, conv.turns_left = prompt + o, conv.turns_left - 1
+            inputs[i] = prompt
+            hashes.append(tuple(ids))
+            sessions.append(conv.session_id)
+        return inputs, hashes, sessions
