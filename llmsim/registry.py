@@ -50,13 +50,16 @@ class Registry(Generic[T]):
         if not isinstance(block, Mapping) or "kind" not in block:
             raise ConfigError(f"{prefix}expected a mapping with a 'kind' key (one of {', '.join(self.names())})")
         params = {k: v for k, v in block.items() if k != "kind"}
-        factory = self.get(str(block["kind"]))
+        try:
+            factory = self.get(str(block["kind"]))
+        except UnknownNameError as exc:
+            raise UnknownNameError(f"{prefix}{exc}") from None
         _check_params(factory, params, f"{prefix}{self.what} {block['kind']!r}")
         try:
             return factory(**params, **extra)
-        except ConfigError:
-            raise
         except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError) and (not prefix or str(exc).startswith(prefix)):
+                raise
             raise ConfigError(f"{prefix}{exc}") from None
 
 

@@ -11,14 +11,30 @@ from llmsim.experiment.sweep import Point, resolve_workload_ref
 from llmsim.specs import ParallelLayout, Precision, load_hardware, load_model
 
 
-def _workload(point: Point, max_context: int):
+def load_point_workload(point: Point):
     from llmsim.workload import load_workload
 
     cfg = point.config
     if isinstance(cfg.workload, str):
-        path = resolve_workload_ref(cfg.workload, point.base_dir, "workload")
-        return load_workload(path)
-    return load_workload(cfg.workload, where="workload", base_dir=point.workload_dir)
+        return load_workload(resolve_workload_ref(cfg.workload, point.base_dir, point.where))
+    return load_workload(cfg.workload, where=f"{point.where}: workload", base_dir=point.workload_dir)
+
+
+def preflight(point: Point) -> None:
+    """Fail fast, before any point runs, on names and blocks that cannot be built (exit 2, field named)."""
+    from llmsim.cost import CostModel
+    from llmsim.errors import ConfigError
+    from llmsim.sched import SCHEDULERS
+
+    cfg = point.config
+    try:
+        model, hardware = load_model(cfg.model), load_hardware(cfg.hardware)
+        precision = Precision.parse(cfg.precision, cfg.kv_dtype)
+        CostModel(model, hardware, ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp), precision)
+    except ConfigError as exc:
+        raise ConfigError(f"{point.where}: {exc}") from None
+    SCHEDULERS.build(dict(cfg.scheduler), where=f"{point.where}: scheduler")
+    load_point_workload(point)
 
 
 def _slo(point: Point) -> dict[str, float]:
@@ -77,7 +93,7 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     hardware = load_hardware(cfg.hardware)
     layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
     precision = Precision.parse(cfg.precision, cfg.kv_dtype)
-    spec = _workload(point, model.max_context)
+    spec = load_point_workload(point)
     rng = np.random.default_rng(point.seed)
     stream = generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
                                max_context=model.max_context)

@@ -19,7 +19,7 @@ import yaml
 
 from llmsim.errors import ConfigError
 from llmsim.experiment.config import ExperimentConfig, load_config, parse_config
-from llmsim.experiment.point import run_point
+from llmsim.experiment.point import preflight, run_point
 from llmsim.experiment.results import Results, atomic_write_text, json_default, write_table
 from llmsim.experiment.sweep import Point, expand
 
@@ -41,12 +41,13 @@ def _summary_row(point: Point, summary: Mapping[str, Any]) -> dict[str, Any]:
 def _run_and_store(point: Point, out_dir: Path | None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
     """Run one point; with ``out_dir``, write its tables and then its summary (the completion marker)."""
     summary, requests, steps = run_point(point)
+    text = json.dumps(summary, indent=1, sort_keys=True, default=json_default)
+    summary = json.loads(text)  # the same types and key order whether fresh or read back on a re-run
     if out_dir is not None:
         pdir = out_dir / "points" / point.id
         write_table(requests, pdir / "requests")
         write_table(steps, pdir / "steps")
-        atomic_write_text(pdir / "summary.json", json.dumps(summary, indent=1, sort_keys=True,
-                                                            default=json_default))
+        atomic_write_text(pdir / "summary.json", text)
         return summary, None, None
     return summary, requests, steps
 
@@ -103,6 +104,12 @@ def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str
         raise ConfigError(f"--jobs: must be a positive integer, got {jobs}")
     cfg, base, where, text = _coerce(config, base_dir)
     points = expand(cfg, base, where)
+    checked: set[str] = set()
+    for p in points:
+        key = json.dumps(p.config.model_dump(mode="json"), sort_keys=True)
+        if key not in checked:
+            checked.add(key)
+            preflight(p)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _write_index(points, out, text)

@@ -31,6 +31,7 @@ class Point:
     base_dir: Path
     workload_dir: Path
     id: str = field(default="")
+    where: str = "<experiment>"  # file and sweep point, for error messages
 
 
 def workload_search_dirs(base_dir: Path) -> list[Path]:
@@ -96,7 +97,9 @@ def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
         for key, value in values.items():
             _set_path(data, key, value, where)
         label = ", ".join(f"{k}={v}" for k, v in values.items())
-        point_cfg = parse_config(data, f"{where} (sweep point {label})" if label else where)
+        point_where = f"{where} (sweep point {label})" if label else where
+        point_cfg = parse_config(data, point_where)
         for seed in point_cfg.seeds:
-            points.append(Point(point_cfg, values, seed, base_dir, workload_dir, point_id(point_cfg, seed)))
+            points.append(Point(point_cfg, values, seed, base_dir, workload_dir, point_id(point_cfg, seed),
+                                point_where))
     return points
