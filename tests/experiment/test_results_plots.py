@@ -49,3 +49,12 @@ def test_results_load_errors(tmp_path):
 
     with pytest.raises(ConfigError, match="not a results directory"):
         Results.load(tmp_path)
+
+
+def test_csv_fallback_without_pyarrow(tmp_path, monkeypatch):
+    import llmsim.experiment.results as results
+
+    monkeypatch.setattr(results, "has_parquet", lambda: False)
+    df = pd.DataFrame({"a": [1, 2]})
+    assert write_table(df, tmp_path / "t").suffix == ".csv"
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t"), df)
