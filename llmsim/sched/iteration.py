@@ -1,0 +1,161 @@
+"""Iteration-level scheduling skeleton shared by the vLLM v1, Sarathi-Serve, Orca and SJF policies.
+
+One step = the running sequences first (each continues its prompt chunk or decodes one token, growing its
+KV or preempting the last admitted), then, if nothing was preempted, swapped sequences and then waiting
+ones are admitted while the token budget, ``max_num_seqs`` and KV blocks allow. The policies differ in
+knobs (chunking, what is reserved on admission, watermark, order of the running pass, queue order).
+"""
+
+from __future__ import annotations
+
+from llmsim.errors import ConfigError
+from llmsim.sched.base import Scheduler
+from llmsim.sched.cudagraph import padded_size
+from llmsim.sched.plan import Plan
+from llmsim.sched.seq import RUNNING, Seq
+
+UNLIMITED = 1 << 40
+
+
+class IterationScheduler(Scheduler):
+    """Knobs: ``chunked`` (prompts split by the budget), ``long_prefill_token_threshold`` (cap per prompt
+    chunk, 0 = none), ``reserve_prompt`` (admission allocates the whole prompt, vLLM-v0 block manager) vs
+    only the scheduled chunk (v1), ``admission_watermark`` (keep the watermark free on admission),
+    ``decodes_first`` (running decodes before running prefills), ``capture_sizes`` (pad the step's token
+    count up to a CUDA-graph size)."""
+
+    chunked = True
+    reserve_prompt = False
+    admission_watermark = False
+    decodes_first = False
+
+    def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = 8192,
+                 preemption_mode: str = "recompute", long_prefill_token_threshold: int = 0,
+                 capture_sizes: list[int] | None = None) -> None:
+        super().__init__(max_num_seqs, max_num_batched_tokens or UNLIMITED, preemption_mode)
+        if long_prefill_token_threshold < 0:
+            raise ConfigError('"long_prefill_token_threshold" must be >= 0')
+        self.long_prefill_token_threshold = long_prefill_token_threshold
+        self.capture_sizes = capture_sizes or []
+        self.chunked_prefill = self.chunked
+
+    def schedule(self, now: float = 0.0) -> Plan:
+        plan = Plan()
+        scheduled: set[int] = set()
+        budget = self._schedule_running(plan, self.max_num_batched_tokens, scheduled)
+        if not plan.preempted:
+            budget = self._schedule_swapped(plan, budget)
+            self._schedule_waiting(plan, budget)
+        self._pad(plan)
+        return plan
+
+    # --- running -----------------------------------------------------------------------------------
+    def _running_order(self) -> list[Seq]:
+        if not self.decodes_first:
+            return list(self.running)
+        return [s for s in self.running if s.is_decoding] + [s for s in self.running if not s.is_decoding]
+
+    def _chunk(self, seq: Seq, budget: int) -> int:
+        n = seq.num_tokens - seq.num_computed
+        if self.long_prefill_token_threshold and n > self.long_prefill_token_threshold:
+            n = self.long_prefill_token_threshold
+        return min(n, budget)
+
+    def _schedule_running(self, plan: Plan, budget: int, scheduled: set[int]) -> int:
+        if self.decodes_first:
+            return self._schedule_reordered(plan, budget, scheduled)
+        if self._all_decode(plan, budget):
+            return budget - len(self.running)
+        # vLLM order: walk ``self.running``; victims are popped from its tail, never behind the cursor.
+        running, bs = self.running, self.kv.block_size
+        seqs, tokens = plan.seqs, plan.tokens
+        n_fast = ctx_fast = 0
+        i = 0
+        while i < len(running) and budget > 0:
+            seq = running[i]
+            c = seq.num_computed
+            if seq.num_tokens - c == 1 and c % bs and seq.num_emitted:  # decode inside its last block
+                seqs.append(seq)
+                tokens.append(1)
+                n_fast += 1
+                ctx_fast += c
+                budget -= 1
+                i += 1
+                continue
+            n = self._chunk(seq, budget)
+            if self._grow_or_preempt(seq, c + n, plan, None):
+                plan.add(seq, n)
+                budget -= n
+                i += 1
+        plan.num_decode += n_fast
+        plan.decode_ctx_sum += ctx_fast
+        plan.num_emit += n_fast
+        return budget
+
+    def _all_decode(self, plan: Plan, budget: int) -> bool:
+        """Fast path, same outcome as the walk below: every running sequence decodes one token and every
+        block it needs is free, so nothing is preempted and order does not matter."""
+        running, kv = self.running, self.kv
+        if len(running) > budget or any(s.num_tokens - s.num_computed != 1 or not s.num_emitted for s in running):
+            return False
+        bs = kv.block_size
+        for seq in [s for s in running if not s.num_computed % bs]:
+            if not kv.allocate(seq, seq.num_computed + 1):
+                return False  # the walk redoes this in order (allocations already made stay valid)
+        plan.seqs.extend(running)
+        plan.tokens.extend([1] * len(running))
+        plan.num_decode += len(running)
+        plan.decode_ctx_sum += sum([s.num_computed for s in running])
+        plan.num_emit += len(running)
+        return True
+
+    def _schedule_reordered(self, plan: Plan, budget: int, scheduled: set[int]) -> int:
+        for seq in self._running_order():
+            if budget <= 0:
+                break
+            if seq.status is not RUNNING:  # preempted earlier in this step
+                continue
+            n = self._chunk(seq, budget)
+            if not self._grow_or_preempt(seq, seq.num_computed + n, plan, scheduled):
+                continue
+            plan.add(seq, n)
+            scheduled.add(seq.key)
+            budget -= n
+        return budget
+
+    # --- admissions ----------------------------------------------------------------------------------
+    def _schedule_swapped(self, plan: Plan, budget: int) -> int:
+        while self.swapped and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.swapped[0]
+            n = self._chunk(seq, budget)
+            if not self._try_swap_in(seq, plan, n):
+                break
+            self.swapped.popleft()
+            budget -= n
+        return budget
+
+    def _schedule_waiting(self, plan: Plan, budget: int) -> int:
+        kv = self.kv
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            hit = kv.match_prefix(seq) if kv.supports_prefix and seq.num_computed == 0 else 0
+            n = seq.num_tokens - hit
+            if not self.chunked and n > budget:
+                break
+            chunk = min(n, budget)
+            if self.long_prefill_token_threshold:
+                chunk = min(chunk, self.long_prefill_token_threshold)
+            alloc = seq.num_tokens if self.reserve_prompt else hit + chunk
+            if not kv.can_allocate(seq, alloc, watermark=self.admission_watermark) or not kv.allocate(seq, alloc):
+                break
+            self.waiting.popleft()
+            seq.num_computed = hit
+            seq.prefix_hit_tokens += hit
+            self._admit(seq, plan, chunk)
+            budget -= chunk
+        return budget
+
+    def _pad(self, plan: Plan) -> None:
+        if self.capture_sizes and plan.seqs:
+            total = plan.num_tokens
+            plan.pad(padded_size(total, self.capture_sizes) - total)

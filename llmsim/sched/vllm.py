@@ -1,0 +1,92 @@
+"""vLLM's two schedulers, selected by ``mode``.
+
+``v1`` mirrors ``vllm/v1/core/sched/scheduler.py`` (v0.8-0.10, the engine's default): one token budget
+(``max_num_batched_tokens``) per step, running requests first (each takes ``num_tokens -
+num_computed_tokens``, capped by ``long_prefill_token_threshold`` and the budget, so long prompts are
+chunked and mixed with decodes), then waiting requests FCFS while ``max_num_seqs`` and KV blocks allow;
+a new request's prefix-cache hit is skipped; KV is allocated only for the tokens scheduled; when a running
+request cannot get a block, ``self.running.pop()`` (the most recently admitted) is preempted by
+recompute and put back at the head of the queue, and no new request is admitted in that step; the
+step's token count is padded to the CUDA-graph capture sizes (piecewise graphs, up to 512).
+
+``v0`` mirrors ``Scheduler._schedule_default`` (v0.4-0.6, chunked prefill off): if nothing is swapped
+out, waiting prompts are admitted FCFS, each whole, while the budget (default ``max(max_model_len,
+2048)``), ``max_num_seqs`` and the block manager allow (``free - needed >= watermark`` blocks, watermark
+0.01); a step that admits any prompt is prefill-only. Otherwise the running sequences decode; if a block
+is short the last running one is preempted (recompute, or swap to CPU with ``preemption_mode='swap'``),
+and when nothing was preempted swapped sequences come back FCFS. Pure-decode batches are padded to the
+v0 capture sizes (1, 2, 4, 8, ..., 256).
+"""
+
+from __future__ import annotations
+
+from llmsim.errors import ConfigError
+from llmsim.sched.base import SCHEDULERS
+from llmsim.sched.cudagraph import padded_size, v0_capture_sizes, v1_capture_sizes
+from llmsim.sched.iteration import IterationScheduler
+from llmsim.sched.plan import Plan
+
+
+class VllmV1Scheduler(IterationScheduler):
+    """vLLM v1 (v0.8-0.10) unified token-budget scheduler with chunked prefill."""
+
+    name = "vllm-v1"
+
+    def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
+                 long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
+                 cuda_graph: bool = True, max_capture_size: int = 512) -> None:
+        sizes = v1_capture_sizes(max_capture_size) if cuda_graph else []
+        super().__init__(max_num_seqs, max_num_batched_tokens, "recompute", long_prefill_token_threshold, sizes)
+        self.chunked = self.chunked_prefill = bool(enable_chunked_prefill)
+
+
+class VllmV0Scheduler(IterationScheduler):
+    """vLLM v0 (v0.4-0.6) ``_schedule_default``: prefill-priority steps, no mixing, no chunking."""
+
+    name = "vllm-v0"
+    chunked = False
+    reserve_prompt = True
+    admission_watermark = True
+
+    def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
+                 preemption_mode: str = "recompute", cuda_graph: bool = True, max_capture_size: int = 256) -> None:
+        super().__init__(max_num_seqs, max_num_batched_tokens or 2048, preemption_mode, 0,
+                         v0_capture_sizes(max_capture_size) if cuda_graph else [])
+        self._budget_given = max_num_batched_tokens is not None
+
+    def bind(self, kv, swap=None, max_model_len=None) -> None:
+        super().bind(kv, swap, max_model_len)
+        if not self._budget_given and max_model_len:
+            self.max_num_batched_tokens = max(max_model_len, 2048)  # vLLM's default without chunking
+
+    def schedule(self, now: float = 0.0) -> Plan:
+        plan = Plan()
+        if not self.swapped:
+            self._schedule_waiting(plan, self.max_num_batched_tokens)
+        if plan.seqs:
+            return plan
+        scheduled: set[int] = set()
+        budget = self._schedule_running(plan, self.max_num_batched_tokens, scheduled)
+        if not plan.preempted:
+            self._schedule_swapped(plan, budget)
+        if self.capture_sizes and plan.seqs and plan.is_pure_decode:
+            plan.pad(padded_size(len(plan.seqs), self.capture_sizes) - len(plan.seqs))
+        return plan
+
+
+@SCHEDULERS.register("vllm")
+def make_vllm(mode: str = "v1", max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
+              long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
+              preemption_mode: str = "recompute", cuda_graph: bool = True,
+              max_capture_size: int | None = None) -> IterationScheduler:
+    """vLLM's scheduler: ``mode: v1`` (default, vLLM 0.8-0.10) or ``v0`` (vLLM 0.4-0.6 ``_schedule_default``);
+    the module docstring gives each mode's semantics."""
+    if mode == "v1":
+        if preemption_mode != "recompute":
+            raise ConfigError('preemption_mode: vLLM v1 preempts by recompute only; use mode "v0" for swap')
+        return VllmV1Scheduler(max_num_seqs, max_num_batched_tokens or 8192, long_prefill_token_threshold,
+                               enable_chunked_prefill, cuda_graph, max_capture_size or 512)
+    if mode == "v0":
+        return VllmV0Scheduler(max_num_seqs, max_num_batched_tokens, preemption_mode, cuda_graph,
+                               max_capture_size or 256)
+    raise ConfigError(f'mode: must be "v0" or "v1", got {mode!r}')

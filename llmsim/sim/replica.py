@@ -1,0 +1,222 @@
+"""A serving replica as SimPy processes: plan -> step time -> advance the clock -> commit -> record.
+
+With pipeline parallelism (``pp`` > 1) a replica runs ``pp`` virtual engines, as vLLM does: each has its
+own scheduler and 1/pp of the KV blocks, and their micro-batches flow through the ``pp`` stages (one
+SimPy resource per stage), so a stage idles when the micro-batch before it is short (bubbles) rather
+than time being divided by ``pp``. With ``pp == 1`` runs of identical decode steps are collapsed into
+one event (interrupted at the next step boundary if a request arrives meanwhile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+from llmsim.kv.base import KVManager
+from llmsim.metrics.records import RequestLog, StepLog
+from llmsim.sched.base import Scheduler
+from llmsim.sched.plan import Plan
+from llmsim.sched.seq import Seq
+from llmsim.sim.timer import StepTimer
+
+
+class Engine:
+    """One scheduler with its KV manager, driven by one SimPy process."""
+
+    __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run")
+
+    def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
+        self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
+        self.sched = sched
+        self.kv = kv
+        self.proc: simpy.Process | None = None
+        self.wake: simpy.Event | None = None
+        self.in_run = False
+
+
+class Replica:
+    """``index``-th replica. ``on_end(seq, client_time_s)`` is called when a request finishes or is
+    rejected (closed-loop traffic hooks in there)."""
+
+    def __init__(self, env: simpy.Environment, index: int, engines: list[Engine], timer: StepTimer,
+                 steps: StepLog, requests: RequestLog, on_end: Callable[[Seq, float], None],
+                 max_run_steps: int = 256, check_invariants: bool = False) -> None:
+        self.env = env
+        self.index = index
+        self.engines = engines
+        self.timer = timer
+        self.steps = steps
+        self.requests = requests
+        self.on_end = on_end
+        self.max_run_steps = max_run_steps if len(engines) == 1 else 1
+        self.check_invariants = check_invariants
+        self.stages = [simpy.Resource(env, 1) for _ in engines] if len(engines) > 1 else None
+        for eng in engines:
+            eng.proc = env.process(self._loop(eng))
+
+    # --- intake --------------------------------------------------------------------------------------
+    @property
+    def num_unfinished(self) -> int:
+        return sum(e.sched.num_unfinished for e in self.engines)
+
+    @property
+    def kv_usage(self) -> float:
+        return sum(e.kv.usage for e in self.engines) / len(self.engines)
+
+    def submit(self, seq: Seq) -> None:
+        """Hand a request to the virtual engine with the fewest unfinished requests (vLLM's choice)."""
+        eng = min(self.engines, key=lambda e: e.sched.num_unfinished)
+        if not eng.sched.add(seq):
+            self.requests.rejected(seq, self.index, self.env.now)
+            self.on_end(seq, self.env.now + self.requests.frontend_overhead_s)
+            return
+        if eng.wake is not None and not eng.wake.triggered:
+            eng.wake.succeed()
+        elif eng.in_run:
+            eng.in_run = False
+            eng.proc.interrupt("arrival")
+
+    def report_unfinished(self) -> None:
+        """Record the requests still queued or running when the clock stopped (``max_time_s``)."""
+        for eng in self.engines:
+            sched = eng.sched
+            for seq in [*sched.running, *sched.waiting, *sched.swapped]:
+                seq.reason = "max_time_s"
+                self.requests.rejected(seq, self.index, self.env.now, status="unfinished")
+
+    # --- the loop ------------------------------------------------------------------------------------
+    def _loop(self, eng: Engine):
+        stalls = 0
+        while True:
+            if not eng.sched.has_work():
+                yield from self._sleep(eng, None)
+                continue
+            plan = eng.sched.schedule(self.env.now)
+            if plan.is_empty:
+                stalls = self._check_stall(eng, plan, stalls)
+                if not plan.preempted:
+                    yield from self._sleep(eng, plan.wake_at_s)
+                continue
+            stalls = 0
+            if plan.num_prefill_tokens:
+                now = self.env.now
+                for seq in plan.seqs:
+                    if seq.first_scheduled_s < 0:
+                        seq.first_scheduled_s = now
+            k = eng.sched.steady_steps(plan, self.max_run_steps) if self.max_run_steps > 1 else 1
+            if k > 1:
+                yield from self._decode_run(eng, plan, k)
+            else:
+                yield from self._step(eng, plan)
+            if self.check_invariants:
+                eng.sched.check()
+
+    def _check_stall(self, eng: Engine, plan: Plan, stalls: int) -> int:
+        if plan.wake_at_s is None and not eng.sched.running and not plan.preempted:
+            raise RuntimeError(f"replica {self.index}: scheduler {eng.sched.name} has queued requests but "
+                               "neither runs nor admits any (scheduler bug)")
+        if stalls > 10_000:
+            raise RuntimeError(f"replica {self.index}: scheduler {eng.sched.name} keeps preempting without "
+                               "running anything (scheduler bug)")
+        return stalls + 1
+
+    def _sleep(self, eng: Engine, wake_at: float | None):
+        eng.wake = self.env.event()
+        if wake_at is None:
+            yield eng.wake
+        else:
+            yield eng.wake | self.env.timeout(max(0.0, wake_at - self.env.now))
+        eng.wake = None
+
+    def _step(self, eng: Engine, plan: Plan):
+        env = self.env
+        cost = self.timer.step(plan)
+        start = env.now
+        sched, kv = eng.sched, eng.kv
+        row = (self.index, eng.index, start, 0.0, len(plan.seqs), plan.num_prefill_tokens,
+               plan.num_tokens - plan.num_prefill_tokens, plan.num_pad, kv.num_used_blocks, kv.num_blocks,
+               sched.num_waiting, sched.num_unfinished, len(plan.preempted),
+               plan.swap_in_blocks + plan.swap_out_blocks, cost.flops, cost.hbm_bytes)
+        if self.stages is None:
+            yield env.timeout(cost.total_s)
+        else:  # CPU-side scheduling, then the micro-batch through the stages in order
+            yield env.timeout(cost.overhead_s)
+            for res, stage_s in zip(self.stages, cost.stage_s, strict=True):
+                with res.request() as slot:
+                    yield slot
+                    yield env.timeout(stage_s)
+        self.steps.step(row[:3] + (env.now - start,) + row[4:])
+        emitted, finished = sched.commit(plan)
+        now = env.now
+        gaps = []
+        for seq in emitted:
+            if seq.first_token_s < 0:
+                seq.first_token_s = now
+            else:
+                gap = now - seq.last_token_s
+                seq.gaps.append(gap)
+                gaps.append(gap)
+            seq.last_token_s = now
+        self.steps.gaps(gaps)
+        for seq in finished:
+            self._finish(seq, now)
+
+    def _decode_run(self, eng: Engine, plan: Plan, k: int):
+        env = self.env
+        durations, flops, hbm = self.timer.decode_run(plan, k)
+        ends = np.cumsum(durations)
+        start = env.now
+        done = k
+        state = (eng.kv.num_used_blocks, eng.sched.num_waiting, eng.sched.num_unfinished)  # at the run's start
+        eng.in_run = True
+        try:
+            yield env.timeout(float(ends[-1]))
+        except simpy.Interrupt:  # a request arrived: stop at the end of the step in progress
+            elapsed = env.now - start
+            done = min(k, int(np.searchsorted(ends, elapsed, side="left")) + 1)
+            if ends[done - 1] > elapsed:
+                yield env.timeout(float(ends[done - 1]) - elapsed)
+        eng.in_run = False
+        self._record_run(eng, plan, start, durations[:done], ends[:done], flops, hbm[:done], state)
+        finished = eng.sched.commit_run(plan, done)
+        t_end = start + float(ends[done - 1])
+        self._run_tokens(plan, start + float(ends[0]), durations[1:done], t_end)
+        for seq in finished:
+            self._finish(seq, t_end)
+
+    def _record_run(self, eng: Engine, plan: Plan, start: float, durations: np.ndarray, ends: np.ndarray,
+                    flops: float, hbm: np.ndarray, state: tuple[int, int, int]) -> None:
+        sched = eng.sched
+        n, b = len(durations), len(plan.seqs)
+        kv_used, waiting, in_system = state
+        sched.reserve_run(plan, n)  # blocks for the whole run, as the engine holds them by its end
+        self.steps.run({
+            "replica": self.index, "engine": eng.index, "start_s": start + ends - durations, "duration_s": durations,
+            "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
+            "kv_blocks_used": kv_used, "kv_blocks_total": eng.kv.num_blocks,
+            "queue_len": waiting, "num_in_system": in_system, "preempted": 0,
+            "swap_blocks": 0, "flops": flops, "hbm_bytes": hbm,
+        })
+
+    def _run_tokens(self, plan: Plan, first_s: float, tail: np.ndarray, t_end: float) -> None:
+        """Every sequence of a decode run emitted at each step end: its first gap is its own, the rest are
+        the run's step durations (shared, stored once)."""
+        has_tail = tail.size > 0
+        firsts = []
+        for seq in plan.seqs:
+            gap = first_s - seq.last_token_s
+            seq.gaps.append(gap)
+            firsts.append(gap)
+            if has_tail:
+                seq.gap_runs.append(tail)
+            seq.last_token_s = t_end
+        self.steps.gaps(firsts)
+        if has_tail:
+            self.steps.itl.add(tail, weight=len(plan.seqs))
+
+    def _finish(self, seq: Seq, now: float) -> None:
+        seq.finish_s = now
+        self.requests.finished(seq, self.index)
+        self.on_end(seq, now + self.requests.frontend_overhead_s)

@@ -1,0 +1,128 @@
+"""Step durations from the cost model, cached by the plan's cost signature (what the cost model's batch
+features depend on: the prompt chunks, the number of decodes and the sum of their contexts, the number of
+sequences that sample).
+
+Pure-decode steps are served from a per-(batch size, samplers) line in the sum of decode contexts: the
+cost model's decode attention reads and multiplies each cached token once, so time, FLOPs and bytes are
+linear in that sum. The line is checked on three points (0, a mid point and the longest context) when
+first built; if the cost model is not linear there (a calibrated curve), every step is computed exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from llmsim.kv.swap import SwapSpace
+from llmsim.sched.plan import Plan
+
+
+@dataclass(frozen=True, slots=True)
+class StepTime:
+    total_s: float
+    stage_s: tuple[float, ...]
+    overhead_s: float
+    flops: float
+    hbm_bytes: float
+
+
+def _lerp(a: StepTime, b: StepTime, x: float) -> StepTime:
+    return StepTime(a.total_s + x * (b.total_s - a.total_s),
+                    tuple(sa + x * (sb - sa) for sa, sb in zip(a.stage_s, b.stage_s, strict=True)),
+                    a.overhead_s, a.flops + x * (b.flops - a.flops), a.hbm_bytes + x * (b.hbm_bytes - a.hbm_bytes))
+
+
+def _close(a: StepTime, b: StepTime, rel: float = 1e-9) -> bool:
+    pairs = [(a.total_s, b.total_s), (a.flops, b.flops), (a.hbm_bytes, b.hbm_bytes),
+             *zip(a.stage_s, b.stage_s, strict=True)]
+    return all(abs(x - y) <= rel * max(abs(x), abs(y), 1e-30) for x, y in pairs)
+
+
+class StepTimer:
+    """Wraps ``CostModel``: ``step(plan)`` for one step, ``decode_run(plan, k)`` for ``k`` identical decode
+    steps. Swap transfers are added to the step that issues them (vLLM runs the block copies before the
+    forward pass on the same stream)."""
+
+    def __init__(self, cost_model, swap: SwapSpace | None = None, kv_bytes_per_token: float = 0.0,
+                 max_context: int = 131072, max_entries: int = 16_384) -> None:
+        self.cm = cost_model
+        self.swap = swap
+        self.kv_bytes_per_token = kv_bytes_per_token  # whole replica (fallback growth of KV reads in a run)
+        self.max_context = max_context
+        self.max_entries = max_entries
+        self._cache: dict[tuple, StepTime] = {}
+        self._lines: dict[tuple[int, int], tuple[StepTime, StepTime, int] | None] = {}
+        self.num_calls = 0
+
+    def step(self, plan: Plan) -> StepTime:
+        if plan.prefill:
+            prefill = tuple(sorted(plan.prefill)) if len(plan.prefill) > 1 else tuple(plan.prefill)
+            hit = self._lookup(prefill, plan.num_decode, plan.decode_ctx_sum, plan.num_emit)
+        else:
+            hit = self._decode(plan.num_decode, plan.decode_ctx_sum, plan.num_emit)
+        if plan.swap_in_blocks + plan.swap_out_blocks and self.swap is not None:
+            extra = self.swap.transfer_s(plan.swap_in_blocks) + self.swap.transfer_s(plan.swap_out_blocks)
+            return StepTime(hit.total_s + extra, hit.stage_s, hit.overhead_s + extra, hit.flops, hit.hbm_bytes)
+        return hit
+
+    def _lookup(self, prefill: tuple, num_decode: int, decode_ctx_sum: int, num_emit: int) -> StepTime:
+        key = (prefill, num_decode, decode_ctx_sum, num_emit)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._compute(prefill, num_decode, decode_ctx_sum, num_emit)
+            if len(self._cache) >= self.max_entries:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+    def _compute(self, prefill: tuple, num_decode: int, decode_ctx_sum: int, num_emit: int) -> StepTime:
+        self.num_calls += 1
+        new = [n for n, _ in prefill]
+        ctx = [c for _, c in prefill]
+        if num_decode:  # only the sum of decode contexts matters to the cost model's features
+            base, extra = divmod(decode_ctx_sum, num_decode)
+            new += [1] * num_decode
+            ctx += [base + 1] * extra + [base] * (num_decode - extra)
+        emits = [True] * num_emit + [False] * (len(new) - num_emit)
+        c = self.cm.step_time(new, ctx, emits)
+        return StepTime(float(c.total_s), tuple(float(s) for s in c.stage_s), float(c.overhead_s), float(c.flops),
+                        float(c.hbm_bytes))
+
+    # --- pure decode -------------------------------------------------------------------------------
+    def _line(self, d: int, e: int) -> tuple[StepTime, StepTime, int] | None:
+        key = (d, e)
+        if key not in self._lines:
+            span = d * self.max_context
+            a, b = self._compute((), d, 0, e), self._compute((), d, span, e)
+            mid = self._compute((), d, span // 3, e)
+            self._lines[key] = (a, b, span) if _close(_lerp(a, b, (span // 3) / span), mid) else None
+        return self._lines[key]
+
+    def _decode(self, d: int, ctx_sum: int, e: int) -> StepTime:
+        line = self._line(d, e)
+        if line is None:
+            return self._lookup((), d, ctx_sum, e)
+        a, b, span = line
+        return _lerp(a, b, ctx_sum / span)
+
+    def decode_run(self, plan: Plan, k: int) -> tuple[np.ndarray, float, np.ndarray]:
+        """(durations of the k steps, FLOPs per step, HBM bytes of each step) of a steady decode run; the
+        contexts of ``plan.num_growing_rows`` rows grow by one token per step."""
+        d, e, grow = plan.num_decode, plan.num_emit, plan.num_growing_rows
+        sums = plan.decode_ctx_sum + grow * np.arange(k, dtype=np.float64)
+        line = self._line(d, e)
+        if line is not None:
+            a, b, span = line
+            x = sums / span
+            return (a.total_s + x * (b.total_s - a.total_s), a.flops + float(x.mean()) * (b.flops - a.flops),
+                    a.hbm_bytes + x * (b.hbm_bytes - a.hbm_bytes))
+        first = self._lookup((), d, plan.decode_ctx_sum, e)
+        if plan.num_pad:  # padding rows neither grow nor sample: interpolate between the ends
+            last = self._lookup((), d, int(sums[-1]), e)
+            durations = np.linspace(first.total_s, last.total_s, k)
+        else:
+            _, ctx = plan.cost_batch()
+            durations = np.asarray(self.cm.decode_run_s(np.asarray(ctx, dtype=np.int64), k), dtype=np.float64)
+        hbm = first.hbm_bytes + self.kv_bytes_per_token * grow * np.arange(k, dtype=np.float64)
+        return durations, first.flops, hbm
