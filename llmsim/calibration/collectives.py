@@ -31,7 +31,7 @@ def _worker(rank: int, world: int, backend: str, sizes: list[int], samples: int,
     device = torch.device(f"cuda:{rank}" if cuda else "cpu")
     results = []
     for size in sizes:
-        x = torch.ones(max(1, size // 2), dtype=torch.bfloat16 if cuda else torch.float32, device=device)
+        x = torch.zeros(max(1, size // 2), dtype=torch.bfloat16 if cuda else torch.float32, device=device)
         for _ in range(3):
             dist.all_reduce(x)
         calls = torch.tensor([_calls(lambda x=x: dist.all_reduce(x), cuda, torch)], device=device)

@@ -81,6 +81,7 @@ def describe(torch: Any, device: str, argv: list[str] | None = None) -> dict[str
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         env.update(name=torch.cuda.get_device_name(0), cuda=str(torch.version.cuda or ""),
+                   cudnn=str(torch.backends.cudnn.version() or ""),
                    memory_bytes=float(props.total_memory), sm_count=int(props.multi_processor_count),
                    compute_capability=f"{props.major}.{props.minor}", gpus_visible=torch.cuda.device_count())
         l2 = getattr(props, "L2_cache_size", 0)

@@ -105,6 +105,16 @@ def _base(torch: Any, opts: Options, env: dict, probe) -> tuple[dict, str]:
     return profile_yaml_data(load_hardware(name)), name
 
 
+def _warm_gpu(torch: Any, seconds: float = 2.0) -> None:
+    """Large GEMMs for a couple of seconds first, so clocks and temperature are at their working point."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize()
+
+
 def _dtypes(torch: Any, opts: Options, env: dict, notes: list[str]) -> list[str]:
     out = []
     for d in opts.dtypes:
@@ -135,6 +145,8 @@ def calibrate(torch: Any, opts: Options) -> Run:
         probes.append(_measure(harness, factory, case))
         return probes[-1]
 
+    if opts.device == "cuda":
+        _warm_gpu(torch)
     launch = run_probe(Case.make("launch", "tiny_copy", "fp32")).median_s
     base, base_name = _base(torch, opts, env, lambda: _cpu_base(harness, factory, opts, env, run_probe))
     run = Run(env, base, base_name, grids, launch, probes=probes)

@@ -138,6 +138,17 @@ def _alias(dtype: str, measured: Mapping[str, Any]) -> str:
     return dtype
 
 
+def _same_bytes(op: Operator, size: float) -> bool:
+    """Whether an attention operator's bytes are those of Q/O and a KV cache all in ``size``-byte elements
+    (llmsim.cost.layers.attention_ops), i.e. the kernel that was measured."""
+    tokens, heads, kv_heads, head_dim, kv_tokens = op.shape
+    if isinstance(kv_tokens, np.ndarray) or isinstance(op.hbm_bytes, np.ndarray):
+        want = size * head_dim * (2.0 * tokens * heads + 2.0 * kv_heads * np.asarray(kv_tokens, dtype=np.float64))
+        return bool(np.all(np.abs(np.asarray(op.hbm_bytes) - want) <= 0.01 * want))
+    want = size * head_dim * (2.0 * tokens * heads + 2.0 * kv_heads * float(kv_tokens))
+    return abs(float(op.hbm_bytes) - want) <= 0.01 * want
+
+
 def _nearest(key: tuple[float, ...], candidates: list[tuple[tuple[float, ...], Any]]):
     """The candidate closest to ``key`` in log space (shape families differ multiplicatively)."""
     lk = [math.log(max(k, 1e-30)) for k in key]
@@ -248,6 +259,8 @@ class CalibratedTimer:
             pairs = op.flops / (4.0 * heads * head_dim)
             length = max(2.0 * float(pairs) / float(tokens) - 1.0, 1.0)
             seqs = max(float(tokens) / length, 1.0)
+        # Measured with the KV cache in the activation dtype; an fp8/int8 cache is another kernel.
+        exact = exact and _same_bytes(op, DTYPE_BYTES.get(dtype, 2.0))
         u = math.log(seqs)
         if isinstance(length, np.ndarray):
             v = np.log(np.maximum(length, 1.0))

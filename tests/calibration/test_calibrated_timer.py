@@ -95,7 +95,8 @@ def test_decode_bilinear_between_batches(timer):
 def test_prefill_uses_equivalent_sequence_length(timer):
     s = 4096
     pairs = s * (s + 1) / 2
-    op = Operator("attn_prefill", "attn_prefill", 4.0 * 32 * 128 * pairs, 1e6, "bf16", shape=(s, 32, 8, 128, s))
+    hbm = s * 4096 * 2 * 2 + s * 2 * 1024 * 2  # Q and O, then K and V (llmsim.cost.layers)
+    op = Operator("attn_prefill", "attn_prefill", 4.0 * 32 * 128 * pairs, hbm, "bf16", shape=(s, 32, 8, 128, s))
     t = timer.time(op)
     assert t.source == "interpolated" and t.kernel_s == pytest.approx(1.5 * roof(op))
 
@@ -126,3 +127,17 @@ def test_fp16_uses_bf16_data_and_weight_only_quantisation_is_extrapolated(timer)
     fp16 = timer.time(gemm("x", 16, 4096, 4096, Precision.parse("fp16")))
     assert fp16.source == "interpolated" and fp16.kernel_s == pytest.approx(bf16.kernel_s)
     assert timer.time(gemm("x", 16, 4096, 4096, Precision.parse("int4"))).source == "extrapolated"
+
+
+def test_quantised_kv_cache_is_extrapolated(make_hw):
+    from llmsim.cost.layers import attention_ops
+    from llmsim.cost.operators import ShardedShapes, batch_features
+    from llmsim.specs import ParallelLayout, load_model
+
+    timer = CalibratedTimer(make_hw(calibration=BLOCK))
+    model = load_model("llama-3.1-8b")
+    sh = ShardedShapes.of(model, ParallelLayout())
+    f = batch_features([1] * 4, [200] * 4)
+    for kv, source in (("bf16", "interpolated"), ("fp8", "extrapolated")):
+        op = next(o for o in attention_ops(model, sh, Precision.parse("bf16", kv), f) if o.op_class == "attn_decode")
+        assert timer.time(op).source == source
