@@ -162,18 +162,20 @@ class Scheduler:
         """Apply a finished step: returns (sequences that emitted a token, sequences that finished)."""
         emitted: list[Seq] = []
         finished: list[Seq] = []
+        emit = emitted.append
         cache = self.kv.supports_prefix
         hook = self.tracks_steps
-        for seq, n in zip(plan.seqs, plan.tokens, strict=True):
-            seq.num_computed += n
+        for seq, n in zip(plan.seqs, plan.tokens):  # noqa: B905 (equal by construction; hot loop)
+            c = seq.num_computed + n
+            seq.num_computed = c
             seq.computed_total += n
-            if seq.num_computed == seq.num_tokens:
+            if c == seq.num_tokens:
+                seq.num_tokens = c + 1
                 seq.num_emitted += 1
-                seq.num_tokens += 1
-                emitted.append(seq)
+                emit(seq)
                 if seq.num_emitted >= seq.req.output_tokens:
                     finished.append(seq)
-            if cache and seq.num_computed - n < seq.req.input_tokens:  # only prompt blocks are cached
+            if cache and c - n < seq.req.input_tokens:  # only prompt blocks are cached
                 self.kv.on_computed(seq)
             if hook:
                 self._after_step(seq, n)

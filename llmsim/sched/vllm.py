@@ -16,6 +16,9 @@ out, waiting prompts are admitted FCFS, each whole, while the budget (default ``
 is short the last running one is preempted (recompute, or swap to CPU with ``preemption_mode='swap'``),
 and when nothing was preempted swapped sequences come back FCFS. Pure-decode batches are padded to the
 v0 capture sizes (1, 2, 4, 8, ..., 256).
+
+Not modelled: speculative decoding, v1's async scheduling, v0's ``delay_factor`` and multi-step
+scheduling, beam search; a request longer than ``max_model_len`` is rejected rather than truncated.
 """
 
 from __future__ import annotations

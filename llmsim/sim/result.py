@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,5 +37,22 @@ class SimResult:
             out["capacity_tokens_per_s"] = bound
             measured = out.get("computed_tokens_per_s") or 0.0
             out["within_capacity_bound"] = bool(measured <= bound * (1 + 1e-9))
+        out["cross_check_warnings"] = "; ".join(self._cross_check(out))
         out.update({k: v for k, v in self.info.items() if k not in out})
         return out
+
+    def _cross_check(self, out: Mapping[str, Any]) -> list[str]:
+        """Analytical checks a correct run passes (a failure is a simulator bug, reported, not raised)."""
+        problems = []
+        if out.get("within_capacity_bound") is False:
+            problems.append(f"computed {out['computed_tokens_per_s']:.4g} tokens/s beats the capacity bound "
+                            f"{out['capacity_tokens_per_s']:.4g}")
+        if self.info.get("kv_blocks_allocated") != self.info.get("kv_blocks_freed") and not self.info.get("unfinished"):
+            problems.append("KV blocks allocated != freed after every request ended")
+        L, lw = out.get("littles_L"), out.get("littles_lambda_W")
+        idles_with_queue = self.info.get("scheduler") == "static"  # its batching window has no steps to see
+        if L and lw and out.get("num_finished", 0) >= 100 and not idles_with_queue and abs(L - lw) > 0.1 * lw:
+            problems.append(f"Little's law off by {abs(L - lw) / lw:.0%} (L={L:.4g}, lambda*W={lw:.4g})")
+        for text in problems:
+            warnings.warn(f"llmsim cross-check: {text}", RuntimeWarning, stacklevel=3)
+        return problems

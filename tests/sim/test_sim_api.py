@@ -87,6 +87,7 @@ def test_summary_is_flat_and_json_able_with_slo_attainment(cost_model, make_requ
                 "mfu", "mbu", "preemptions", "input_tokens_per_s", "output_tokens_per_s"):
         assert key in s
     assert 0 < s["mfu"] < 1 and 0 < s["mbu"] < 1
+    assert s["cross_check_warnings"] == "" and s["within_capacity_bound"]
     assert res.summary(slo={"ttft_s": 1e-6})["slo_attainment"] == 0.0
     with pytest.raises(ValueError, match="latency"):
         res.summary(slo={"latency": 1.0})

@@ -60,9 +60,8 @@ def test_request_level_batching_falls_far_behind_iteration_level(cost_model, mak
     assert static["e2e_mean_s"] > 1.5 * orca["e2e_mean_s"]
 
 
-
-
 def saturated(cost_model, make_requests) -> float:
+    """Requests per second while a burst keeps the engine full (before its tail drains)."""
     reqs = burst(make_requests(400, 1.0, seed=7))
     res = run(reqs, cost_model, {"kind": "vllm"})
     fin = res.requests.sort_values("finish_s")
