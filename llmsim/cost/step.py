@@ -162,22 +162,29 @@ class CostModel:
             return StepCost(0.0, (0.0,) * self.layout.pp, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         parts = self._parts(f)
         stages = tuple(float(s) for s in self._stage_times(parts))
-        rows = self._rows(parts)
-        kernel = {"compute": 0.0, "memory": 0.0, "comm": 0.0}
-        for r in rows:
-            kernel[r.bound] += r.time_s - r.launch_s
+        layer, first, last, comm, gather, send = parts
+        kernel = {"compute": 0.0, "memory": 0.0}
+        launch = flops = hbm = 0.0
+        # Totals straight from the timed operators (no per-row objects: this runs once per simulated step).
+        for timed, count in ((layer, self.model.num_layers), (first, 1), (last, 1)):
+            for op, t in timed:
+                kernel["compute" if t.compute_s >= t.memory_s else "memory"] += count * float(t.kernel_s)
+                launch += count * t.launch_s
+                flops += count * float(op.flops)
+                hbm += count * float(op.hbm_bytes)
+        comm_s = self.model.num_layers * sum(c[2] for c in comm) + gather + (self.layout.pp - 1) * send
         overhead = self.overhead_s(f.num_seqs)
-        tp = self.layout.tp  # rows are per GPU; the tp GPUs of a stage do the same work
+        tp = self.layout.tp  # operators are per GPU; the tp GPUs of a stage do the same work
         return StepCost(
             total_s=sum(stages) + overhead,
             stage_s=stages,
             compute_s=kernel["compute"],
             memory_s=kernel["memory"],
-            comm_s=kernel["comm"],
-            launch_s=sum(r.launch_s for r in rows),
+            comm_s=comm_s,
+            launch_s=launch,
             overhead_s=overhead,
-            flops=tp * sum(r.flops for r in rows),
-            hbm_bytes=tp * sum(r.hbm_bytes for r in rows),
+            flops=tp * flops,
+            hbm_bytes=tp * hbm,
         )
 
     def operator_costs(self, new_tokens, context_tokens, emits=None) -> list[OpCost]:
