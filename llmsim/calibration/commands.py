@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
                         "thread gives repeatable numbers on a shared machine; 0 = torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_calibrate)
+    from llmsim.calibration.validate import register as register_validate  # noqa: PLC0415
+
+    register_validate(subparsers)
 
 
 def _ints(text: str, flag: str) -> list[int]:
