@@ -2,6 +2,12 @@
 
 Pure and deterministic: same inputs, same output. The per-layer operators are timed once and multiplied
 by the layers of each pipeline stage; collectives and pipeline sends are added per layer / per stage.
+
+Kernel launches (``launch``): the CPU issues kernels ahead of the GPU, so a stage takes the longer of its
+GPU work and the CPU time to issue its eagerly launched kernels (``max(GPU, launches)``: launch cost shows
+only when kernels are shorter than their launch). ``eager`` launches every kernel; ``piecewise`` (vLLM's
+piecewise CUDA graphs) replays one graph per layer piece and launches only the attention kernels eagerly;
+``full`` replays one captured graph for the whole step (no per-kernel launch cost).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
 class StepCost:
     """Seconds of one step. ``total_s = sum(stage_s) + overhead_s`` and
     ``total_s = compute_s + memory_s + comm_s + launch_s + overhead_s`` (each operator counted on the side of
-    the roofline that bounds it)."""
+    the roofline that bounds it; ``launch_s`` is the kernel-issue time the GPU work does not hide).
+    ``overhead_s`` is the hardware profile's per-step CPU cost (the generic engine's); engine profiles
+    replace it with their own CPU model (``llmsim.engines``) and use ``stage_s`` only."""
 
     total_s: float
     stage_s: tuple[float, ...]
@@ -77,6 +85,21 @@ def check_layout(model: ModelSpec, layout: ParallelLayout, precision: Precision,
                               f"{precision.name} is not available there")
 
 
+LAUNCH_MODES = ("eager", "piecewise", "full")
+# Kernels vLLM's piecewise CUDA graphs leave outside the captured pieces: the attention custom op, which
+# writes the KV cache and runs the attention kernel (vllm/compilation splitting ops, v0.15.1).
+PIECEWISE_EAGER_CLASSES = frozenset({"attn_prefill", "attn_decode"})
+PIECEWISE_EAGER_OPS = frozenset({"kv_cache_write"})
+
+
+def _eager(op: Operator, launch: str) -> bool:
+    if launch == "eager":
+        return True
+    if launch == "full":
+        return False
+    return op.op_class in PIECEWISE_EAGER_CLASSES or op.name in PIECEWISE_EAGER_OPS
+
+
 def default_timer(hardware: HardwareSpec) -> OperatorTimer:
     if hardware.calibration:
         from llmsim.cost.calibrated import CalibratedTimer  # noqa: PLC0415 (optional part of cost/)
@@ -128,23 +151,36 @@ class CostModel:
         return layer, first, last, comm, gather, send
 
     @staticmethod
-    def _sum(timed: list[tuple[Operator, OpTime]]):
-        return sum((t.total_s for _, t in timed), 0.0)
+    def _kernel(timed: list[tuple[Operator, OpTime]]):
+        return sum((t.kernel_s + t.comm_s for _, t in timed), 0.0)
 
-    def _stage_times(self, parts) -> list:
+    @staticmethod
+    def _issue(timed: list[tuple[Operator, OpTime]], launch: str) -> float:
+        """CPU seconds to issue the eagerly launched kernels of ``timed``."""
+        return sum((t.launch_s for op, t in timed if _eager(op, launch)), 0.0)
+
+    def _stage_parts(self, parts, launch: str) -> list[tuple]:
+        """Per pipeline stage: (GPU seconds, kernel-issue seconds)."""
         layer, first, last, comm, gather, send = parts
-        per_layer = self._sum(layer) + sum(c[2] for c in comm)
-        stages = []
+        gpu_layer = self._kernel(layer) + sum(c[2] for c in comm)
+        issue_layer = self._issue(layer, launch)
+        if launch == "piecewise":  # one graph replay per piece between attention calls
+            issue_layer = issue_layer + self.hardware.overheads.kernel_launch_s
+        out = []
         for i, n in enumerate(self.stage_layers):
-            t = n * per_layer
+            gpu, issue = n * gpu_layer, n * issue_layer
             if i == 0:
-                t = t + self._sum(first)
+                gpu, issue = gpu + self._kernel(first), issue + self._issue(first, launch)
             if i == len(self.stage_layers) - 1:
-                t = t + self._sum(last) + gather
+                gpu, issue = gpu + self._kernel(last) + gather, issue + self._issue(last, launch)
             else:
-                t = t + send
-            stages.append(t)
-        return stages
+                gpu = gpu + send
+            out.append((gpu, issue))
+        return out
+
+    def _stage_times(self, parts, launch: str = "eager") -> list:
+        # The CPU issues kernels ahead of the GPU: a stage lasts the longer of the two.
+        return [np.maximum(gpu, issue) for gpu, issue in self._stage_parts(parts, launch)]
 
     def overhead_s(self, num_seqs: int) -> float:
         oh = self.hardware.overheads
@@ -154,25 +190,29 @@ class CostModel:
     def features(self, new_tokens, context_tokens, emits=None) -> BatchFeatures:
         return batch_features(new_tokens, context_tokens, emits, self._window)
 
-    def step_time(self, new_tokens, context_tokens, emits=None) -> StepCost:
+    def step_time(self, new_tokens, context_tokens, emits=None, launch: str = "eager") -> StepCost:
         """Time of one step; per sequence ``new_tokens[i]`` computed on top of ``context_tokens[i]`` cached.
-        ``emits`` marks the sequences that sample a token (default: all)."""
+        ``emits`` marks the sequences that sample a token (default: all); ``launch`` is how the step's kernels
+        are launched (``eager``, ``piecewise`` or ``full`` CUDA-graph replay, see the module docstring)."""
+        if launch not in LAUNCH_MODES:
+            raise ValueError(f"launch must be one of {LAUNCH_MODES}, got {launch!r}")
         f = self.features(new_tokens, context_tokens, emits)
         if f.num_seqs == 0:
             return StepCost(0.0, (0.0,) * self.layout.pp, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         parts = self._parts(f)
-        stages = tuple(float(s) for s in self._stage_times(parts))
+        stage_parts = self._stage_parts(parts, launch)
+        stages = tuple(float(max(g, i)) for g, i in stage_parts)
         layer, first, last, comm, gather, send = parts
         kernel = {"compute": 0.0, "memory": 0.0}
-        launch = flops = hbm = 0.0
+        flops = hbm = 0.0
         # Totals straight from the timed operators (no per-row objects: this runs once per simulated step).
         for timed, count in ((layer, self.model.num_layers), (first, 1), (last, 1)):
             for op, t in timed:
                 kernel["compute" if t.compute_s >= t.memory_s else "memory"] += count * float(t.kernel_s)
-                launch += count * t.launch_s
                 flops += count * float(op.flops)
                 hbm += count * float(op.hbm_bytes)
         comm_s = self.model.num_layers * sum(c[2] for c in comm) + gather + (self.layout.pp - 1) * send
+        exposed_launch = float(sum(max(0.0, i - g) for g, i in stage_parts))
         overhead = self.overhead_s(f.num_seqs)
         tp = self.layout.tp  # operators are per GPU; the tp GPUs of a stage do the same work
         return StepCost(
@@ -181,7 +221,7 @@ class CostModel:
             compute_s=kernel["compute"],
             memory_s=kernel["memory"],
             comm_s=comm_s,
-            launch_s=launch,
+            launch_s=exposed_launch,
             overhead_s=overhead,
             flops=tp * flops,
             hbm_bytes=tp * hbm,
@@ -209,7 +249,7 @@ class CostModel:
                                (self.layout.pp - 1) * send, 0.0, "comm", "roofline"))
         return rows
 
-    def decode_run(self, context_tokens, num_steps: int) -> np.ndarray:
+    def decode_run(self, context_tokens, num_steps: int, launch: str = "eager") -> np.ndarray:
         """Stage seconds (shape ``(num_steps, pp)``) of ``num_steps`` consecutive pure-decode steps of this batch;
         step k sees ``context_tokens + k``. Exact, vectorised over steps (only decode attention varies)."""
         ctx = np.asarray(context_tokens, dtype=np.int64)
@@ -220,10 +260,10 @@ class CostModel:
             kv_sum = np.minimum(ctx[None, :] + 1 + ks[:, None], self._window).sum(axis=1).astype(np.float64)
         f0 = self.features(np.ones_like(ctx), ctx)
         f = BatchFeatures(f0.num_tokens, f0.num_seqs, f0.num_emit, 0, 0, 0.0, 0.0, f0.decode_seqs, kv_sum)
-        stages = self._stage_times(self._parts(f))
+        stages = self._stage_times(self._parts(f), launch)
         return np.stack([np.broadcast_to(np.asarray(s, dtype=np.float64), (num_steps,)) for s in stages], axis=1)
 
-    def decode_run_s(self, context_tokens, num_steps: int) -> np.ndarray:
+    def decode_run_s(self, context_tokens, num_steps: int, launch: str = "eager") -> np.ndarray:
         """Total seconds of each of ``num_steps`` consecutive decode steps (stages + per-step overhead)."""
-        stages = self.decode_run(context_tokens, num_steps)
+        stages = self.decode_run(context_tokens, num_steps, launch)
         return stages.sum(axis=1) + self.overhead_s(len(np.atleast_1d(context_tokens)))

@@ -94,9 +94,6 @@ class KVManager:
             self.num_allocated += need
         return True
 
-    def on_computed(self, seq: Seq) -> None:
-        """Called after a step computed tokens of ``seq`` (a prefix cache registers full blocks)."""
-
     def free(self, seq: Seq) -> int:
         """Release everything ``seq`` holds; returns the blocks released."""
         held = self._held.pop(seq.key, 0)

@@ -1,15 +1,27 @@
-"""Paged KV with automatic prefix caching: a radix tree over full prompt blocks, LRU eviction.
+"""Paged KV with automatic prefix caching, as vLLM's V1 block pool does it.
 
-Mirrors vLLM v1's prefix caching (``KVCacheManager`` + ``BlockPool``, v0.8-0.10) at block granularity:
-only full blocks of the prompt are cached; a cached block whose last user ends stays in the tree as
-*evictable* and still counts as free; new allocations evict the least recently freed ones first (a
-request's blocks are released tail first, so deeper blocks go before their parents); at most
-``prompt - 1`` tokens are served from the cache (the last prompt token is always recomputed to sample).
+Mirrors ``vllm/v1/core/{kv_cache_manager,block_pool,single_type_kv_cache_manager}.py`` (v0.15.1):
 
-Block content comes from the request's ``prefix_hashes`` (one id per ``prefix_chunk_tokens`` chunk, as the
-Mooncake trace's ``hash_ids``): block ``j`` is identified by its path from the root plus the id of the chunk
-holding its last token. Shared-prompt groups are expressed the same way (equal leading ids). Requests
-without hashes never hit and are not cached.
+- every *full* block of a request is cached under a chained hash (its parent's hash and its content),
+  prompt and generated tokens alike, so a preempted request re-hits its own prompt and output blocks;
+- hashes are registered when blocks are allocated for the tokens a step schedules (``cache_blocks`` inside
+  ``allocate_slots``), so two requests admitted in the same step share a prefix the first one is computing;
+  blocks that fill during decode are registered at the latest when the request frees them (nothing but the
+  request itself can hit its own output blocks while it runs);
+- blocks are not de-duplicated: two requests that miss on the same content each compute and keep their own
+  block, and a lookup returns the first one registered (``BlockHashToBlockMap.get_one_block``);
+- one free queue holds every block with no user, cached or not: new blocks come from its head, evicting the
+  cached hash of a block taken from there (``get_new_blocks`` / ``_maybe_evict_cached_block``); a request
+  frees its blocks tail first, appended at the queue's tail (``free_blocks(reversed(req_blocks))``), so its
+  deepest blocks are evicted first; a hit on a free cached block takes it out of the queue (``touch``);
+- a lookup walks the request's block hashes from the first and stops at the first miss; at most
+  ``num_tokens - 1`` tokens are served from the cache (the last one is recomputed to sample).
+
+Block content: the request's ``prefix_hashes`` (one id per ``prefix_chunk_tokens`` tokens; equal ids at
+equal positions mean equal content) name the content of the tokens they cover; every other token (the rest
+of the prompt, the output) is unique to its request. A block's content key is the id of the chunk holding
+its last token, so chunks of 16 tokens give exact block identity and coarser chunks (a trace's 512-token
+``hash_ids``) imply sharing at block granularity within them.
 """
 
 from __future__ import annotations
@@ -23,167 +35,172 @@ if TYPE_CHECKING:
     from llmsim.sched.seq import Seq
 
 
-class _Node:
-    __slots__ = ("key", "parent", "children", "ref")
-
-    def __init__(self, key: int, parent: _Node | None) -> None:
-        self.key = key
-        self.parent = parent
-        self.children: dict[int, _Node] = {}
-        self.ref = 0
-
-
 @KV_MANAGERS.register("prefix")
 class PrefixCacheKV(KVManager):
-    """Paged blocks plus a radix tree of cached prompt blocks. Counters: ``num_query_tokens`` (prompt
-    tokens looked up on admission), ``num_hit_tokens``, ``num_evicted`` (blocks)."""
+    """Block pool with a prefix cache. Counters: ``num_query_tokens`` (tokens looked up when a request is
+    admitted), ``num_hit_tokens`` (of those, served from the cache), ``num_evicted`` (cached blocks whose hash
+    was dropped to reuse the block)."""
 
     name = "prefix"
     supports_prefix = True
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         super().__init__(num_blocks, block_size, watermark)
-        self.root = _Node(-1, None)
-        self._paths: dict[int, list[_Node]] = {}  # seq key -> cached blocks it uses, root-first
-        self._evictable: OrderedDict[_Node, None] = OrderedDict()  # ref == 0, least recently freed first
+        self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))  # head = next to use
+        self._ref = [0] * num_blocks
+        self._hash: list[int | None] = [None] * num_blocks
+        self._cached: dict[int, list[int]] = {}  # block hash -> blocks holding it, first registered first
+        self._blocks: dict[int, list[int]] = {}  # seq key -> its blocks, in token order
+        self._num_cached: dict[int, int] = {}  # seq key -> how many of its leading blocks are registered
+        self._hashes: dict[int, list[int]] = {}  # seq key -> chained hashes of its full blocks so far
         self.num_query_tokens = 0
         self.num_hit_tokens = 0
         self.num_evicted = 0
 
     # --- block identity ----------------------------------------------------------------------------
-    def _cacheable_blocks(self, seq: Seq) -> int:
+    def _content(self, seq: Seq, j: int) -> int:
         req = seq.req
-        if not req.prefix_hashes:
-            return 0
-        return min(req.input_tokens, len(req.prefix_hashes) * req.prefix_chunk_tokens) // self.block_size
+        ids = req.prefix_hashes
+        if ids:
+            c = ((j + 1) * self.block_size - 1) // req.prefix_chunk_tokens
+            if c < len(ids):
+                return ids[c]
+        return -1 - seq.key  # tokens no prefix id covers are this request's own
 
-    def _key(self, seq: Seq, j: int) -> int:
-        req = seq.req
-        return req.prefix_hashes[((j + 1) * self.block_size - 1) // req.prefix_chunk_tokens]
+    def _block_hashes(self, seq: Seq, count: int) -> list[int]:
+        """Chained hashes of the first ``count`` blocks of ``seq`` (computed once, extended as it grows)."""
+        hashes = self._hashes.setdefault(seq.key, [])
+        parent = hashes[-1] if hashes else 0
+        for j in range(len(hashes), count):
+            parent = hash((parent, self._content(seq, j)))
+            hashes.append(parent)
+        return hashes
 
-    def _match_nodes(self, seq: Seq) -> list[_Node]:
-        limit = min(self._cacheable_blocks(seq), (seq.num_tokens - 1) // self.block_size)
-        node, path = self.root, []
-        for j in range(limit):
-            node = node.children.get(self._key(seq, j))
-            if node is None:
+    def _hits(self, seq: Seq) -> list[int]:
+        """Cached blocks matching the start of ``seq`` (``find_longest_cache_hit``)."""
+        if not seq.req.prefix_hashes and not seq.num_preemptions:
+            return []  # unique content never seen before: nothing can match
+        limit = (seq.num_tokens - 1) // self.block_size
+        hits = []
+        cached = self._cached
+        for h in self._block_hashes(seq, limit):
+            blocks = cached.get(h)
+            if not blocks:
                 break
-            path.append(node)
-        return path
+            hits.append(blocks[0])
+        return hits
 
     # --- queries -------------------------------------------------------------------------------------
     def _fresh(self, seq: Seq) -> bool:
-        return seq.key not in self._held and seq.key not in self._paths
+        return seq.key not in self._blocks
+
+    def held_blocks(self, seq: Seq) -> int:
+        return len(self._blocks.get(seq.key, ()))
 
     def match_prefix(self, seq: Seq) -> int:
         if not self._fresh(seq):
             return 0
-        return len(self._match_nodes(seq)) * self.block_size
+        return len(self._hits(seq)) * self.block_size
 
     def blocks_needed(self, seq: Seq, num_tokens: int) -> int:
         target = ceil_div(num_tokens, self.block_size)
         if self._fresh(seq):
-            path = self._match_nodes(seq)
-            idle_hits = sum(1 for n in path if n.ref == 0)  # leave the free pool when reused
-            return max(0, target - len(path)) + idle_hits
-        have = self._held.get(seq.key, 0) + len(self._paths.get(seq.key, ()))
-        return max(0, target - have)
+            hits = self._hits(seq)
+            idle = sum(1 for b in hits if self._ref[b] == 0)  # leave the free queue when touched
+            return max(0, target - len(hits)) + idle
+        return max(0, target - len(self._blocks[seq.key]))
 
     @property
     def num_cached_idle_blocks(self) -> int:
-        return len(self._evictable)
+        return sum(1 for b in self._free if self._hash[b] is not None)
 
     # --- verbs ---------------------------------------------------------------------------------------
     def allocate(self, seq: Seq, num_tokens: int) -> bool:
-        path = self._paths.get(seq.key)
-        if path is None:
-            return self._allocate_fresh(seq, num_tokens)
-        need = -(-num_tokens // self.block_size) - self._held.get(seq.key, 0) - len(path)
-        if need <= 0:
-            return True
-        if need > self.num_free_blocks:
-            return False
-        self._take(seq, need)
-        return True
-
-    def _allocate_fresh(self, seq: Seq, num_tokens: int) -> bool:
+        fresh = self._fresh(seq)
         if self.blocks_needed(seq, num_tokens) > self.num_free_blocks:
             return False
-        path = self._match_nodes(seq)
-        self.num_query_tokens += seq.req.input_tokens
-        self.num_hit_tokens += len(path) * self.block_size
-        for node in path:
-            self._acquire(node)
-        self._paths[seq.key] = path
-        need = ceil_div(num_tokens, self.block_size) - len(path)
+        if fresh:
+            hits = self._hits(seq)
+            self.num_query_tokens += seq.num_tokens
+            self.num_hit_tokens += len(hits) * self.block_size
+            for b in hits:
+                self._touch(b)
+            self._blocks[seq.key] = list(hits)
+            self._num_cached[seq.key] = len(hits)
+        blocks = self._blocks[seq.key]
+        need = ceil_div(num_tokens, self.block_size) - len(blocks)
         if need > 0:
-            self._take(seq, need)
+            blocks.extend(self._take(need))
+        self._register(seq, min(num_tokens, seq.num_tokens) // self.block_size)
         return True
 
-    def _take(self, seq: Seq, need: int) -> None:
-        self._evict(need - (self.num_free_blocks - len(self._evictable)))
-        self._held[seq.key] = self._held.get(seq.key, 0) + need
-        self.num_free_blocks -= need
-        self.num_allocated += need
-
-    def _acquire(self, node: _Node) -> None:
-        if node.ref == 0:
-            del self._evictable[node]
+    def _touch(self, b: int) -> None:
+        if self._ref[b] == 0:
+            del self._free[b]
             self.num_free_blocks -= 1
             self.num_allocated += 1
-        node.ref += 1
+        self._ref[b] += 1
 
-    def _evict(self, count: int) -> None:
-        """Turn ``count`` evictable cached blocks into plain free ones, least recently freed first."""
-        while count > 0:
-            node, _ = self._evictable.popitem(last=False)
-            count -= self._drop_subtree(node)
+    def _take(self, n: int) -> list[int]:
+        """``n`` blocks from the head of the free queue, dropping the cached hashes they held."""
+        out = []
+        free, hashes, ref = self._free, self._hash, self._ref
+        for _ in range(n):
+            b, _ = free.popitem(last=False)
+            h = hashes[b]
+            if h is not None:
+                holders = self._cached[h]
+                holders.remove(b)
+                if not holders:
+                    del self._cached[h]
+                hashes[b] = None
+                self.num_evicted += 1
+            ref[b] = 1
+            out.append(b)
+        self.num_free_blocks -= n
+        self.num_allocated += n
+        return out
 
-    def _drop_subtree(self, node: _Node) -> int:
-        # Descendants of an idle block are idle too and become unreachable once it goes.
-        if node.parent is not None:
-            node.parent.children.pop(node.key, None)
-            node.parent = None
-        dropped, stack = 1, list(node.children.values())
-        node.children = {}
-        while stack:
-            child = stack.pop()
-            self._evictable.pop(child, None)
-            stack.extend(child.children.values())
-            child.children = {}
-            dropped += 1
-        self.num_evicted += dropped
-        return dropped
-
-    def on_computed(self, seq: Seq) -> None:
-        """Move newly completed, cacheable prompt blocks of ``seq`` into the tree."""
-        path = self._paths.get(seq.key)
-        if path is None:
+    def _register(self, seq: Seq, full: int) -> None:
+        """Cache the first ``full`` blocks of ``seq`` (``cache_full_blocks``), skipping those already cached."""
+        done = self._num_cached.get(seq.key, 0)
+        if full <= done:
             return
-        full = min(self._cacheable_blocks(seq), seq.num_computed // self.block_size)
-        parent = path[-1] if path else self.root
-        for j in range(len(path), full):
-            key = self._key(seq, j)
-            node = parent.children.get(key)
-            if node is None:
-                node = _Node(key, parent)
-                parent.children[key] = node
-                node.ref = 1
-            else:  # computed concurrently by another request: share theirs, return ours
-                self._acquire(node)
-                self.num_free_blocks += 1
-                self.num_freed += 1
-            self._held[seq.key] -= 1
-            path.append(node)
-            parent = node
+        blocks = self._blocks[seq.key]
+        hashes = self._block_hashes(seq, full)
+        for j in range(done, full):
+            b, h = blocks[j], hashes[j]
+            self._hash[b] = h
+            self._cached.setdefault(h, []).append(b)
+        self._num_cached[seq.key] = full
 
     def free(self, seq: Seq) -> int:
-        released = super().free(seq)
-        for node in reversed(self._paths.pop(seq.key, [])):
-            node.ref -= 1
-            if node.ref == 0:
-                self._evictable[node] = None
-                self.num_free_blocks += 1
-                self.num_freed += 1
+        blocks = self._blocks.get(seq.key)
+        if blocks is None:
+            return 0
+        # Blocks that filled during decode are registered now, then everything is released.
+        self._register(seq, min(seq.num_computed, len(blocks) * self.block_size) // self.block_size)
+        del self._blocks[seq.key]
+        self._num_cached.pop(seq.key, None)
+        if seq.status == "finished":  # a preempted request looks its own blocks up again; a finished one not
+            self._hashes.pop(seq.key, None)
+        released = 0
+        for b in reversed(blocks):  # tail first: the deepest blocks are evicted first
+            self._ref[b] -= 1
+            if self._ref[b] == 0:
+                self._free[b] = None
                 released += 1
+        self.num_free_blocks += released
+        self.num_freed += released
         return released
+
+    def check(self) -> None:
+        super().check()
+        assert len(self._free) == self.num_free_blocks, (len(self._free), self.num_free_blocks)
+        held = sum(len(b) for b in self._blocks.values())
+        assert sum(self._ref) == held, (sum(self._ref), held)
+        for b in self._free:
+            assert self._ref[b] == 0, b
+        for h, blocks in self._cached.items():
+            for b in blocks:
+                assert self._hash[b] == h, (b, h)

@@ -163,7 +163,6 @@ class Scheduler:
         emitted: list[Seq] = []
         finished: list[Seq] = []
         emit = emitted.append
-        cache = self.kv.supports_prefix
         hook = self.tracks_steps
         for seq, n in zip(plan.seqs, plan.tokens):  # noqa: B905 (equal by construction; hot loop)
             c = seq.num_computed + n
@@ -175,8 +174,6 @@ class Scheduler:
                 emit(seq)
                 if seq.num_emitted >= seq.req.output_tokens:
                     finished.append(seq)
-            if cache and c - n < seq.req.input_tokens:  # only prompt blocks are cached
-                self.kv.on_computed(seq)
             if hook:
                 self._after_step(seq, n)
         if finished:

@@ -37,8 +37,8 @@ class VllmV1Scheduler(IterationScheduler):
 
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                  long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
-                 cuda_graph: bool = True, max_capture_size: int = 512) -> None:
-        sizes = v1_capture_sizes(max_capture_size) if cuda_graph else []
+                 cuda_graph: bool = True, max_capture_size: int = 512, capture_rule: str = "v1") -> None:
+        sizes = v1_capture_sizes(max_capture_size, capture_rule) if cuda_graph else []
         super().__init__(max_num_seqs, max_num_batched_tokens, "recompute", long_prefill_token_threshold, sizes)
         self.chunked = self.chunked_prefill = bool(enable_chunked_prefill)
 
@@ -81,14 +81,17 @@ class VllmV0Scheduler(IterationScheduler):
 def make_vllm(mode: str = "v1", max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
               long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
               preemption_mode: str = "recompute", cuda_graph: bool = True,
-              max_capture_size: int | None = None) -> IterationScheduler:
-    """vLLM's scheduler: ``mode: v1`` (default, vLLM 0.8-0.10) or ``v0`` (vLLM 0.4-0.6 ``_schedule_default``);
-    the module docstring gives each mode's semantics."""
+              max_capture_size: int | None = None, capture_rule: str = "v1") -> IterationScheduler:
+    """vLLM's scheduler: ``mode: v1`` (default, vLLM 0.8-0.15) or ``v0`` (vLLM 0.4-0.6 ``_schedule_default``);
+    the module docstring gives each mode's semantics. ``capture_rule`` names the CUDA-graph size list
+    (``v1``, ``v1_step8``; see ``llmsim.engines.profile.capture_sizes``); an engine profile sets it."""
+    if capture_rule not in ("v1", "v1_step8", "v0"):
+        raise ConfigError(f'capture_rule: must be "v1", "v1_step8" or "v0", got {capture_rule!r}')
     if mode == "v1":
         if preemption_mode != "recompute":
             raise ConfigError('preemption_mode: vLLM v1 preempts by recompute only; use mode "v0" for swap')
         return VllmV1Scheduler(max_num_seqs, max_num_batched_tokens or 8192, long_prefill_token_threshold,
-                               enable_chunked_prefill, cuda_graph, max_capture_size or 512)
+                               enable_chunked_prefill, cuda_graph, max_capture_size or 512, capture_rule)
     if mode == "v0":
         return VllmV0Scheduler(max_num_seqs, max_num_batched_tokens, preemption_mode, cuda_graph,
                                max_capture_size or 256)

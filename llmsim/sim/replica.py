@@ -1,14 +1,21 @@
 """A serving replica as SimPy processes: plan -> step time -> advance the clock -> commit -> record.
 
+The step period follows the engine runtime (``llmsim.engines``): with serial scheduling a step lasts its CPU
+work plus its GPU work and a request arriving during a step is scheduled at the next boundary; with async
+scheduling (vLLM 0.15.1 ``EngineCore.step_with_batch_queue``: step N+1 is scheduled while step N runs on the
+GPU) a step lasts ``max(GPU, CPU)`` and its plan was made when the previous step started, so a request
+arriving during step N joins step N+2 (the first step after idle pays CPU + GPU and admits at once).
+
 With pipeline parallelism (``pp`` > 1) a replica runs ``pp`` virtual engines, as vLLM does: each has its
 own scheduler and 1/pp of the KV blocks, and their micro-batches flow through the ``pp`` stages (one
 SimPy resource per stage), so a stage idles when the micro-batch before it is short (bubbles) rather
-than time being divided by ``pp``. With ``pp == 1`` runs of identical decode steps are collapsed into
-one event (interrupted at the next step boundary if a request arrives meanwhile).
+than time being divided by ``pp``; these run with serial scheduling. With ``pp == 1`` runs of identical
+decode steps are collapsed into one event (cut at the step boundary a new arrival would change).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -23,9 +30,11 @@ from llmsim.sim.timer import StepTimer
 
 
 class Engine:
-    """One scheduler with its KV manager, driven by one SimPy process."""
+    """One scheduler with its KV manager, driven by one SimPy process. ``pending``: requests that reached
+    the engine but that no plan has seen yet (async scheduling); ``cutoff_s``: arrivals up to this time are
+    visible to the next plan."""
 
-    __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run")
+    __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -34,6 +43,8 @@ class Engine:
         self.proc: simpy.Process | None = None
         self.wake: simpy.Event | None = None
         self.in_run = False
+        self.pending: deque[tuple[float, Seq]] = deque()
+        self.cutoff_s = 0.0
 
 
 class Replica:
@@ -47,6 +58,8 @@ class Replica:
         self.index = index
         self.engines = engines
         self.timer = timer
+        self.runtime = timer.runtime
+        self.async_sched = self.runtime.async_scheduling and len(engines) == 1
         self.steps = steps
         self.requests = requests
         self.on_end = on_end
@@ -59,7 +72,7 @@ class Replica:
     # --- intake --------------------------------------------------------------------------------------
     @property
     def num_unfinished(self) -> int:
-        return sum(e.sched.num_unfinished for e in self.engines)
+        return sum(e.sched.num_unfinished + len(e.pending) for e in self.engines)
 
     @property
     def kv_usage(self) -> float:
@@ -67,10 +80,10 @@ class Replica:
 
     def submit(self, seq: Seq) -> None:
         """Hand a request to the virtual engine with the fewest unfinished requests (vLLM's choice)."""
-        eng = min(self.engines, key=lambda e: e.sched.num_unfinished)
-        if not eng.sched.add(seq):
-            self.requests.rejected(seq, self.index, self.env.now)
-            self.on_end(seq, self.env.now + self.requests.frontend_overhead_s)
+        eng = min(self.engines, key=lambda e: e.sched.num_unfinished + len(e.pending))
+        if self.async_sched:
+            eng.pending.append((self.env.now, seq))
+        elif not self._admit(eng, seq):
             return
         if eng.wake is not None and not eng.wake.triggered:
             eng.wake.succeed()
@@ -78,26 +91,50 @@ class Replica:
             eng.in_run = False
             eng.proc.interrupt("arrival")
 
+    def _admit(self, eng: Engine, seq: Seq) -> bool:
+        if eng.sched.add(seq):
+            return True
+        self.requests.rejected(seq, self.index, self.env.now)
+        self.on_end(seq, self.env.now + self.requests.frontend_overhead_s)
+        return False
+
+    def _admit_pending(self, eng: Engine, cutoff_s: float) -> None:
+        """Move the requests that reached the engine by ``cutoff_s`` into its scheduler."""
+        pending = eng.pending
+        while pending and pending[0][0] <= cutoff_s:
+            self._admit(eng, pending.popleft()[1])
+
     def report_unfinished(self) -> None:
         """Record the requests still queued or running when the clock stopped (``max_time_s``)."""
         for eng in self.engines:
             sched = eng.sched
-            for seq in [*sched.running, *sched.waiting, *sched.swapped]:
+            for seq in [*sched.running, *sched.waiting, *sched.swapped, *(s for _, s in eng.pending)]:
                 seq.reason = "max_time_s"
                 self.requests.rejected(seq, self.index, self.env.now, status="unfinished")
 
     # --- the loop ------------------------------------------------------------------------------------
     def _loop(self, eng: Engine):
         stalls = 0
+        after_idle = True
         while True:
+            # Async: this step's plan was made when the previous one started; after idle, right now.
+            self._admit_pending(eng, self.env.now if after_idle else eng.cutoff_s)
             if not eng.sched.has_work():
+                if eng.pending:  # the pipeline drained: schedule the newcomers at once
+                    after_idle = True
+                    continue
                 yield from self._sleep(eng, None)
+                after_idle = True
                 continue
             plan = eng.sched.schedule(self.env.now)
             if plan.is_empty:
+                if eng.pending and not after_idle:
+                    after_idle = True
+                    continue
                 stalls = self._check_stall(eng, plan, stalls)
                 if not plan.preempted:
                     yield from self._sleep(eng, plan.wake_at_s)
+                    after_idle = True
                 continue
             stalls = 0
             if plan.num_prefill_tokens:
@@ -105,11 +142,14 @@ class Replica:
                 for seq in plan.seqs:
                     if seq.first_scheduled_s < 0:
                         seq.first_scheduled_s = now
-            k = eng.sched.steady_steps(plan, self.max_run_steps) if self.max_run_steps > 1 else 1
+            k = 1
+            if self.max_run_steps > 1 and not after_idle and not eng.pending:
+                k = eng.sched.steady_steps(plan, self.max_run_steps)
             if k > 1:
                 yield from self._decode_run(eng, plan, k)
             else:
-                yield from self._step(eng, plan)
+                yield from self._step(eng, plan, after_idle)
+            after_idle = False
             if self.check_invariants:
                 eng.sched.check()
 
@@ -130,19 +170,22 @@ class Replica:
             yield eng.wake | self.env.timeout(max(0.0, wake_at - self.env.now))
         eng.wake = None
 
-    def _step(self, eng: Engine, plan: Plan):
+    def _step(self, eng: Engine, plan: Plan, after_idle: bool):
         env = self.env
         cost = self.timer.step(plan)
+        cpu = self.timer.cpu_s(plan)
         start = env.now
         sched, kv = eng.sched, eng.kv
         row = (self.index, eng.index, start, 0.0, len(plan.seqs), plan.num_prefill_tokens,
                plan.num_tokens - plan.num_prefill_tokens, plan.num_pad, kv.num_used_blocks, kv.num_blocks,
-               sched.num_waiting, sched.num_unfinished, len(plan.preempted),
+               sched.num_waiting + len(eng.pending), sched.num_unfinished + len(eng.pending), len(plan.preempted),
                plan.swap_in_blocks + plan.swap_out_blocks, cost.flops, cost.hbm_bytes)
         if self.stages is None:
-            yield env.timeout(cost.total_s)
+            # the next plan is made as this step's GPU work starts (async), i.e. after its CPU work if idle
+            eng.cutoff_s = start + cpu if after_idle else start
+            yield env.timeout(self.runtime.period_s(cost.gpu_s, cpu, after_idle or not self.async_sched))
         else:  # CPU-side scheduling, then the micro-batch through the stages in order
-            yield env.timeout(cost.overhead_s)
+            yield env.timeout(cpu)
             for res, stage_s in zip(self.stages, cost.stage_s, strict=True):
                 with res.request() as slot:
                     yield slot
@@ -165,7 +208,9 @@ class Replica:
 
     def _decode_run(self, eng: Engine, plan: Plan, k: int):
         env = self.env
-        durations, flops, hbm = self.timer.decode_run(plan, k)
+        gpu, flops, hbm = self.timer.decode_run(plan, k)
+        cpu = self.timer.cpu_s(plan)
+        durations = np.maximum(gpu, cpu) if self.async_sched else gpu + cpu
         ends = np.cumsum(durations)
         start = env.now
         done = k
@@ -173,12 +218,16 @@ class Replica:
         eng.in_run = True
         try:
             yield env.timeout(float(ends[-1]))
-        except simpy.Interrupt:  # a request arrived: stop at the end of the step in progress
+        except simpy.Interrupt:  # a request arrived: stop where the first plan to see it begins
             elapsed = env.now - start
-            done = min(k, int(np.searchsorted(ends, elapsed, side="left")) + 1)
+            done = int(np.searchsorted(ends, elapsed, side="left")) + 1  # the step in progress
+            if self.async_sched:
+                done += 1  # async: the next plan was made when the step in progress started
+            done = min(k, done)
             if ends[done - 1] > elapsed:
                 yield env.timeout(float(ends[done - 1]) - elapsed)
         eng.in_run = False
+        eng.cutoff_s = start + (float(ends[done - 2]) if done > 1 else 0.0)  # the last step's start
         self._record_run(eng, plan, start, durations[:done], ends[:done], flops, hbm[:done], state)
         finished = eng.sched.commit_run(plan, done)
         t_end = start + float(ends[done - 1])

@@ -1,5 +1,6 @@
-"""Resolve a deployment from specs and config blocks: cost model, KV capacity (from the memory plan, as
-the engine derives it), swap space, policy blocks with defaults, and the analytical capacity bound."""
+"""Resolve a deployment from specs and config blocks: engine runtime (profile defaults applied), cost
+model, KV capacity (from the memory plan, as the engine derives it), swap space, policy blocks with
+defaults, and the analytical capacity bound."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class Deployment:
     max_model_len: int
     kv_bytes_per_token_replica: float
     info: Mapping[str, Any]
+    runtime: Any = None
 
 
 def default_kv_kind(scheduler: Mapping[str, Any]) -> str:
@@ -50,25 +52,31 @@ def _specs(model, hardware, layout, precision):
     return model, hardware, layout, precision or Precision.parse("bf16")
 
 
-def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model) -> Deployment:
+def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model,
+               engine=None) -> Deployment:
     from llmsim.cost import CostModel, plan_memory  # imported late: the cost package is optional in tests
+    from llmsim.engines import EngineProfile, load_engine, resolve_engine
 
     model, hardware, layout, precision = _specs(model, hardware, layout, precision)
-    sched_block = dict(scheduler or {"kind": "vllm"})
-    kv_block = dict(kv or {"kind": default_kv_kind(sched_block)})
-    kv_block.setdefault("kind", default_kv_kind(sched_block))
-    sim_kv = {k: kv_block.pop(k) for k in SIM_KV_KEYS if k in kv_block}
-    block_size = int(kv_block.get("block_size", 16))
+    profile = engine if isinstance(engine, EngineProfile) else load_engine(engine)
+    kv_in = dict(kv or {})
+    sim_kv = {k: kv_in.pop(k) for k in SIM_KV_KEYS if k in kv_in}
+    runtime = resolve_engine(profile, hardware, scheduler, kv_in, max_model_len)
+    sched_block = dict(runtime.scheduler_block)
+    kv_block = dict(kv_in)
+    kv_block["kind"] = kv_block.get("kind") or runtime.kv_kind or default_kv_kind(sched_block)
+    block_size = int(kv_block.get("block_size", runtime.block_size))
+    kv_block["block_size"] = block_size
     budget = sched_block.get("max_num_batched_tokens") or sched_block.get("chunk_size") or 8192
     seqs = sched_block.get("max_num_seqs") or sched_block.get("max_batch_size") or 256
-    plan = plan_memory(model, hardware, layout, precision,
-                       gpu_memory_utilization=float(sim_kv.get("gpu_memory_utilization", 0.9)),
+    util = float(sim_kv.get("gpu_memory_utilization", runtime.gpu_memory_utilization))
+    plan = plan_memory(model, hardware, layout, precision, gpu_memory_utilization=util,
                        max_num_batched_tokens=int(budget), max_num_seqs=int(seqs), block_size=block_size)
     num_blocks = int(sim_kv.get("num_blocks", plan.num_blocks))
     if num_blocks < 1:
         raise ConfigError(f"kv.num_blocks: must be >= 1, got {num_blocks}")
-    max_len = int(max_model_len or model.max_context)
-    kv_defaults: dict[str, Any] = {"num_blocks": max(1, num_blocks // layout.pp), "block_size": block_size}
+    max_len = int(runtime.max_model_len or model.max_context)
+    kv_defaults: dict[str, Any] = {"num_blocks": max(1, num_blocks // layout.pp)}
     if kv_block["kind"] == "contiguous":
         kv_defaults["max_model_len"] = max_len
     block_bytes = plan.kv_bytes_per_token * block_size
@@ -76,7 +84,10 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     cm = cost_model or CostModel(model, hardware, layout, precision)
     info = {
         "model": model.name, "hardware": hardware.name, "tp": layout.tp, "pp": layout.pp, "dp": layout.dp,
-        "precision": precision.name, "kv_dtype": precision.kv_dtype, "scheduler": sched_block.get("kind"),
+        "precision": precision.name, "kv_dtype": precision.kv_dtype, "engine": profile.name,
+        "scheduler": sched_block.get("kind"), "max_num_seqs": sched_block.get("max_num_seqs"),
+        "max_num_batched_tokens": sched_block.get("max_num_batched_tokens"),
+        "async_scheduling": runtime.async_scheduling, "cuda_graph_max_capture": runtime.max_capture_size,
         "kv_manager": kv_block["kind"], "num_blocks_per_replica": num_blocks, "block_size": block_size,
         "kv_capacity_tokens_per_replica": num_blocks * block_size, "max_model_len": max_len,
         "peak_flops_per_s": hardware.peak_flops(precision.compute) * layout.num_gpus,
@@ -85,7 +96,7 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     }
     return Deployment(model, hardware, layout, precision, cm, sched_block, kv_block, kv_defaults,
                       int(swap_gb * GIB / block_bytes), block_bytes, hardware.host_link, max_len,
-                      model.kv_bytes_per_token(precision.kv_bytes), info)
+                      model.kv_bytes_per_token(precision.kv_bytes), info, runtime)
 
 
 def capacity_tokens_per_s(cost_model, budget: int) -> float:

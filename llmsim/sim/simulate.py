@@ -31,7 +31,7 @@ def simulate(requests: Iterable[Request], *, model, hardware, layout=None, preci
              frontend_overhead_s: float = 0.0, max_time_s: float | None = None,
              router: Router | Mapping[str, Any] | None = None, max_model_len: int | None = None,
              arrivals_callback: ArrivalsCallback | None = None, closed_loop: Any = None, cost_model=None,
-             max_run_steps: int = 256, check_invariants: bool = False) -> SimResult:
+             max_run_steps: int = 256, check_invariants: bool = False, engine: Any = None) -> SimResult:
     """Simulate ``layout.dp`` replicas serving ``requests`` (iterable in non-decreasing ``arrival_s``).
 
     ``model`` / ``hardware``: specs or names; ``layout`` (default tp=pp=dp=1) and ``precision`` (default
@@ -46,22 +46,28 @@ def simulate(requests: Iterable[Request], *, model, hardware, layout=None, preci
     ``think_s(rng)``, e.g. the workload package's ``ClosedLoop``) makes ``requests`` the contents users
     send in turn, their ``arrival_s`` set when sent (see ``llmsim.sim.closed_loop``). ``cost_model``
     overrides the ``CostModel`` (tests). ``max_run_steps`` caps collapsed decode runs (1 = no collapsing).
-    ``check_invariants`` checks scheduler and KV books after every step (tests).
+    ``check_invariants`` checks scheduler and KV books after every step (tests). ``engine``: an engine
+    profile (``EngineProfile``, a name such as ``"vllm-0.15"``, or ``{name: ..., **overrides}``; default the
+    generic engine): its defaults fill what ``scheduler`` and ``kv`` leave unset, and its runtime (CUDA
+    graphs, async scheduling, CPU and front-end costs) times the steps. A request reaches the engine
+    ``frontend.request_s`` after it arrives; every token reaches the client ``frontend.token_s`` (plus
+    ``frontend_overhead_s``) after the engine emits it.
     """
-    dep = deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model)
+    dep = deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model, engine)
+    runtime = dep.runtime
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
-    req_log, step_log = RequestLog(frontend_overhead_s), StepLog()
-    feeder = _Feeder(env, _build_router(router), rng, arrivals_callback)
+    req_log, step_log = RequestLog(frontend_overhead_s + runtime.frontend.token_s), StepLog()
+    feeder = _Feeder(env, _build_router(router), rng, arrivals_callback, runtime.frontend.request_s)
     link = SwapSpace(0, dep.block_bytes, dep.host_link.bytes_per_s, dep.host_link.latency_s)  # PCIe timing
-    timer = StepTimer(dep.cost_model, link, dep.kv_bytes_per_token_replica, dep.max_model_len)  # shared cache
+    timer = StepTimer(dep.cost_model, runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
     replicas = [_build_replica(env, i, dep, timer, step_log, req_log, feeder.on_end, max_run_steps,
                                check_invariants) for i in range(dep.layout.dp)]
     feeder.replicas = replicas
     if closed_loop is None:
         env.process(feeder.source(iter(requests)))
     else:
-        feeder.loop = ClosedLoopDriver(env, closed_loop, iter(requests), rng, feeder.submit)
+        feeder.loop = ClosedLoopDriver(env, closed_loop, iter(requests), rng, feeder.send)
         feeder.loop.start()
     env.run(until=max_time_s)
     unfinished = sum(r.num_unfinished for r in replicas)
@@ -69,7 +75,9 @@ def simulate(requests: Iterable[Request], *, model, hardware, layout=None, preci
         replica.report_unfinished()
     requests_df, steps_df = req_log.frame(), step_log.frame()
     overload = detect_overload(requests_df, steps_df, unfinished, env.now)
-    info = dict(dep.info, seed=seed, frontend_overhead_s=frontend_overhead_s, unfinished=unfinished,
+    info = dict(dep.info, seed=seed, frontend_overhead_s=frontend_overhead_s,
+                frontend_request_s=runtime.frontend.request_s, frontend_token_s=runtime.frontend.token_s,
+                unfinished=unfinished,
                 end_s=float(env.now), cost_calls=timer.num_calls, **_kv_stats(replicas))
     return SimResult(requests_df, steps_df, overload, step_log.itl, info)
 
@@ -123,8 +131,9 @@ class _Feeder:
     """Feeds requests to replicas through the router, in arrival order, and injects closed-loop ones."""
 
     def __init__(self, env: simpy.Environment, router: Router, rng: np.random.Generator,
-                 callback: ArrivalsCallback | None) -> None:
+                 callback: ArrivalsCallback | None, delay_s: float = 0.0) -> None:
         self.env = env
+        self.delay_s = delay_s  # client send -> engine (front end)
         self.router = router
         self.rng = rng
         self.callback = callback
@@ -139,8 +148,16 @@ class _Feeder:
                 raise ConfigError(f"requests: arrival_s must be non-decreasing (request {req.id} arrives at "
                                   f"{req.arrival_s} after one at {self._last})")
             self._last = req.arrival_s
-            if req.arrival_s > self.env.now:
-                yield self.env.timeout(req.arrival_s - self.env.now)
+            at = req.arrival_s + self.delay_s
+            if at > self.env.now:
+                yield self.env.timeout(at - self.env.now)
+            self.submit(req)
+
+    def send(self, req: Request) -> None:
+        """A client sends ``req`` now: it reaches the engine after the front-end delay."""
+        if self.delay_s > 0:
+            self.env.process(self._later(req))
+        else:
             self.submit(req)
 
     def submit(self, req: Request) -> None:
@@ -160,5 +177,5 @@ class _Feeder:
             self.env.process(self._later(req))
 
     def _later(self, req: Request):
-        yield self.env.timeout(max(0.0, req.arrival_s - self.env.now))
+        yield self.env.timeout(max(0.0, req.arrival_s + self.delay_s - self.env.now))
         self.submit(req)

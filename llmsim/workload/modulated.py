@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmsim.workload.arrivals import ARRIVALS, CHUNK, Gamma, check_non_negative, check_positive
+from llmsim.workload.arrivals import ARRIVALS, CHUNK, Constant, Gamma, check_non_negative, check_positive
 
 
 @ARRIVALS.register("bursty")
@@ -90,7 +90,8 @@ class _Warped:
     cv: float
 
     def chunks(self, rng: np.random.Generator) -> Iterator[np.ndarray]:
-        unit = Gamma(rate_per_s=1.0, cv=self.cv)
+        # cv 0: a fixed-interval schedule whose first request goes out at t = 0 (a constant-rate generator)
+        unit = Constant(rate_per_s=1.0) if self.cv == 0 else Gamma(rate_per_s=1.0, cv=self.cv)
         cycle_s, total = float(self.grid_s[-1]), float(self.cum[-1])
         for ops in unit.chunks(rng):
             cycles = np.floor(ops / total)
@@ -118,7 +119,8 @@ class Stage:
 class Stages:
     """Piecewise-constant rate, e.g. ``[{rate_per_s: 8, duration_s: 600}, {rate_per_s: 20, duration_s: 600}]``.
 
-    The stream ends after the last stage unless ``repeat`` is true. ``cv`` sets burstiness within stages.
+    The stream ends after the last stage unless ``repeat`` is true. ``cv`` sets burstiness within stages
+    (0 = requests at a fixed interval of ``1 / rate_per_s``, a constant-rate load generator's schedule).
     """
 
     stages: tuple[Stage, ...] | list
@@ -131,7 +133,7 @@ class Stages:
             raise ValueError("'stages' must be a non-empty list of {rate_per_s, duration_s}")
         parsed = tuple(_parse_stage(i, s) for i, s in enumerate(self.stages))
         object.__setattr__(self, "stages", parsed)
-        check_positive("cv", self.cv)
+        check_non_negative("cv", self.cv)
         rates = np.array([s.rate_per_s for s in parsed])
         if not rates.any():
             raise ValueError("'stages': at least one stage needs rate_per_s > 0")

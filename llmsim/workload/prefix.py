@@ -191,3 +191,68 @@ class _MultiTurnState:
             hashes.append(tuple(ids))
             sessions.append(conv.session_id)
         return inputs, hashes, sessions
+
+
+PROMPT_ORDERS = ("round_robin", "random")
+
+
+@PREFIXES.register("prompt_pool")
+@dataclass(frozen=True, slots=True)
+class PromptPool:
+    """A fixed pool of ``groups`` x ``users_per_group`` prompts, sent again and again: the prompts of group g
+    start with the same ``system_tokens``-token system prompt, then each has its own question whose length
+    is drawn once (from ``input_len``) and kept. With ``order: round_robin`` request i sends prompt number
+    ``i mod (groups * users_per_group)``, as inference-perf's ``shared_prefix`` data does (and vLLM's
+    prefix-repetition benchmark); ``random`` picks one uniformly. Once a prompt has been seen, all of its full
+    blocks can be prefix-cache hits."""
+
+    groups: int
+    users_per_group: int = 1
+    system_tokens: int = 0
+    order: str = "round_robin"
+
+    def __post_init__(self) -> None:
+        _count("groups", self.groups, 1)
+        _count("users_per_group", self.users_per_group, 1)
+        _count("system_tokens", self.system_tokens, 0)
+        if self.order not in PROMPT_ORDERS:
+            raise ValueError(f"'order' must be one of {', '.join(PROMPT_ORDERS)}, got {self.order!r}")
+
+    @property
+    def size(self) -> int:
+        return self.groups * self.users_per_group
+
+    def start(self, chunk: int, max_context: int | None) -> _PoolState:
+        return _PoolState(self, _SystemPrompts(self.groups, self.system_tokens, 0.0, chunk))
+
+
+class _PoolState:
+    def __init__(self, spec: PromptPool, prompts: _SystemPrompts) -> None:
+        self.spec, self.prompts = spec, prompts
+        self.ids = _Ids(prompts.groups * prompts.blocks)
+        self.pool: dict[int, tuple[int, tuple[int, ...]]] = {}  # prompt number -> (tokens, chunk ids)
+        self.sent = 0
+
+    def _prompt(self, number: int, question: int) -> tuple[int, tuple[int, ...]]:
+        if number not in self.pool:
+            p = self.prompts
+            total = p.tokens + question
+            group = number // self.spec.users_per_group
+            own = -(-total // p.chunk) - p.blocks
+            self.pool[number] = (total, tuple(p.ids(group) + self.ids.take(own)))
+        return self.pool[number]
+
+    def apply(self, user: np.ndarray, output: np.ndarray, rng: np.random.Generator):
+        """Full prompt lengths, prefix hashes and session ids (the prompt number) for one chunk of requests."""
+        n, size = len(user), self.spec.size
+        if self.spec.order == "random":
+            numbers = rng.integers(0, size, n).tolist()
+        else:
+            numbers = [(self.sent + i) % size for i in range(n)]
+        self.sent += n
+        inputs, hashes = np.empty(n, dtype=np.int64), []
+        for i, (number, question) in enumerate(zip(numbers, user.tolist(), strict=True)):
+            tokens, ids = self._prompt(number, int(question))
+            inputs[i] = tokens
+            hashes.append(ids)
+        return inputs, hashes, numbers

@@ -8,8 +8,8 @@ Schema (every key but ``description`` optional; unknown keys are errors naming t
     output_len: {kind: ..., ...}          # exact output length per request (as with EOS ignored)
     correlation: 0.3                      # input/output normal-score correlation (Gaussian copula)
     lengths: {kind: trace, path: F, format: auto, ...}   # instead of input_len/output_len: resample pairs
-    prefix: {kind: shared_system_prompt|multi_turn, ...}
-    prefix_chunk_tokens: 512
+    prefix: {kind: shared_system_prompt|multi_turn|prompt_pool, ...}
+    prefix_chunk_tokens: 16            # tokens per prefix id (16 = vLLM's block: exact block identity)
     classes: [{name: interactive, share: 0.7, priority: 0, input_len: ..., output_len: ...}, ...]
     trace: {path: F, format: auto, start_s, end_s, speed, sample, max_requests, spread_s, strict, seed}
     max_context: 8192                     # clip prompt to max_context - 1, then output to the rest
@@ -74,7 +74,7 @@ class WorkloadSpec:
     pairs: tuple[np.ndarray, np.ndarray] | None = None
     correlation: float = 0.0
     prefix: Any = None
-    prefix_chunk_tokens: int = 512
+    prefix_chunk_tokens: int = 16
     classes: tuple[TrafficClass, ...] = ()
     max_context: int | None = None
     num_requests: int | None = None

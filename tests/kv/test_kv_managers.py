@@ -64,9 +64,7 @@ def test_prefix_cache_hits_shared_blocks_and_caps_at_prompt_minus_one():
     kv = PrefixCacheKV(num_blocks=20, block_size=4)
     a = make_seq(1, inp=16, hashes=(7, 8, 9, 10), chunk=4)
     assert kv.match_prefix(a) == 0
-    kv.allocate(a, 16)
-    a.num_computed = 16
-    kv.on_computed(a)
+    kv.allocate(a, 16)  # registered when allocated: 4 full blocks
     b = make_seq(2, inp=16, hashes=(7, 8, 9, 10), chunk=4)
     assert kv.match_prefix(b) == 12  # 16 cached, but the last token is always recomputed
     assert kv.blocks_needed(b, 16) == 1
@@ -74,28 +72,79 @@ def test_prefix_cache_hits_shared_blocks_and_caps_at_prompt_minus_one():
     assert kv.num_hit_tokens == 12 and kv.num_used_blocks == 5
     c = make_seq(3, inp=16, hashes=(7, 99, 9, 10), chunk=4)  # diverges after the first block
     assert kv.match_prefix(c) == 4
+    a.num_computed = b.num_computed = 16
     kv.free(a)
     kv.free(b)
-    assert kv.num_free_blocks == 20 and kv.num_cached_idle_blocks == 4
+    assert kv.num_free_blocks == 20 and kv.num_cached_idle_blocks == 5  # b's own last block is cached too
     kv.check()
 
 
-def test_prefix_cache_evicts_idle_blocks_lru_and_reuses_them():
-    kv = PrefixCacheKV(num_blocks=4, block_size=4)
+def test_prefix_cache_two_requests_admitted_in_one_step_share_the_prefix_being_computed():
+    # 1,536 shared tokens (96 blocks of 16), then 64 tokens of each request's own: the second request, admitted
+    # right after the first in the same step, hits the 96 blocks the first one registered when allocated.
+    kv = PrefixCacheKV(num_blocks=400, block_size=16)
+    shared = tuple(range(96))
+    a = make_seq(1, inp=1600, hashes=shared + (1000, 1001, 1002, 1003), chunk=16)
+    b = make_seq(2, inp=1600, hashes=shared + (2000, 2001, 2002, 2003), chunk=16)
+    assert kv.match_prefix(a) == 0 and kv.allocate(a, 1600)
+    assert kv.match_prefix(b) == 1536
+    assert kv.blocks_needed(b, 1600) == 4  # only its own 4 blocks
+    assert kv.allocate(b, 1600) and kv.num_used_blocks == 100 + 4
+    kv.check()
+
+
+def test_prefix_cache_preempted_request_rehits_its_prompt_and_output_blocks():
+    kv = PrefixCacheKV(num_blocks=50, block_size=4)
+    a = make_seq(1, inp=10, out=20)  # no prefix ids: content unique to this request
+    kv.allocate(a, 10)
+    a.num_computed = 10
+    for _ in range(9):  # decode 9 tokens: 19 computed, 20 tokens long
+        a.num_tokens += 1
+        kv.allocate(a, a.num_computed + 1)
+        a.num_computed += 1
+    a.num_tokens += 1
+    assert (a.num_computed, a.num_tokens) == (19, 20)
+    kv.free(a)  # preempted (recompute): blocks go back to the free queue, still cached
+    a.num_computed, a.num_preemptions = 0, 1
+    assert kv.match_prefix(a) == 16  # 4 full blocks of prompt + outputs; 19 tokens computed, cap 20 - 1
+    other = make_seq(2, inp=10, out=5)
+    assert kv.match_prefix(other) == 0  # nobody else shares that content
+    kv.check()
+
+
+def test_prefix_cache_evicts_from_the_free_queue_head_tail_blocks_first():
+    kv = PrefixCacheKV(num_blocks=6, block_size=4)
     a = make_seq(1, inp=16, hashes=(1, 2, 3, 4), chunk=4)
-    kv.allocate(a, 16)
+    kv.allocate(a, 16)  # takes blocks 0-3; 4 and 5 stay at the queue head
     a.num_computed = 16
-    kv.on_computed(a)
-    kv.free(a)
-    assert kv.num_free_blocks == 4
-    b = make_seq(2, inp=8, hashes=(5, 6), chunk=4)  # unrelated: must evict
-    assert kv.allocate(b, 8)
-    assert kv.num_evicted >= 2
+    kv.free(a)  # queue: 4, 5, then a's blocks tail first: 3, 2, 1, 0
+    assert list(kv._free) == [4, 5, 3, 2, 1, 0]
+    b = make_seq(2, inp=12, hashes=(5, 6, 7), chunk=4)  # unrelated, 3 blocks: uses 4, 5 and evicts block 3
+    assert kv.allocate(b, 12)
+    assert kv.num_evicted == 1
     a2 = make_seq(3, inp=16, hashes=(1, 2, 3, 4), chunk=4)
-    assert kv.match_prefix(a2) <= 8  # the tail blocks went first
-    kv.free(b)
+    assert kv.match_prefix(a2) == 12  # blocks 0-2 survive (the deepest went first); cap 15 -> 3 blocks
+    c = make_seq(4, inp=8, hashes=(8, 9), chunk=4)
+    assert kv.allocate(c, 8) and kv.num_evicted == 3  # next from the head: 2 then 1
+    assert kv.match_prefix(a2) == 4
     kv.check()
-    assert kv.num_allocated == kv.num_freed
+
+
+def test_prefix_cache_does_not_deduplicate_blocks_computed_twice():
+    kv = PrefixCacheKV(num_blocks=10, block_size=4)
+    a = make_seq(1, inp=9, hashes=(1, 2, 3), chunk=4)
+    b = make_seq(2, inp=9, hashes=(1, 2, 3), chunk=4)
+    kv.allocate(a, 4)  # a gets a 4-token chunk: block 0 registered
+    assert kv.match_prefix(b) == 4
+    kv.allocate(b, 9)  # b hits block 0, computes its own blocks 1 and 2 (block 1 registered)
+    kv.allocate(a, 9)  # a computes its block 1 too: same content, a second copy (vLLM keeps both)
+    assert kv.num_used_blocks == 1 + 2 + 2
+    b.num_computed = 9
+    kv.free(b)  # b's copy was registered first: lookups return it, from the free queue
+    c = make_seq(3, inp=9, hashes=(1, 2, 3), chunk=4)
+    assert kv.match_prefix(c) == 8
+    assert kv.blocks_needed(c, 9) == 1 + 1  # one new block, plus b's idle block 1 leaving the free queue
+    kv.check()
 
 
 def test_swap_space_accounts_blocks_and_transfer_time():
@@ -121,7 +170,6 @@ def test_random_allocator_traffic_keeps_books_balanced(ops, kind):
             target = max(n, seq.num_computed)
             if kv.allocate(seq, target):
                 seq.num_computed = target
-                kv.on_computed(seq)
         else:
             kv.free(seq)
             seq.num_computed = 0

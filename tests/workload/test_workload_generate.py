@@ -118,9 +118,9 @@ def test_shared_system_prompt_prefix_ids():
     spec = make_spec(prefix={"kind": "shared_system_prompt", "groups": 4, "tokens": 1024})
     reqs = gen(spec, num_requests=2000)
     assert all(r.input_tokens >= 1024 + 4 for r in reqs)
-    firsts = {r.prefix_hashes[:2] for r in reqs}
-    assert len(firsts) == 4  # one shared 2-block prefix per group
-    assert all(len(r.prefix_hashes) == -(-r.input_tokens // 512) for r in reqs)
+    firsts = {r.prefix_hashes[:64] for r in reqs}
+    assert len(firsts) == 4  # one shared 64-block (16 tokens each, the default) prefix per group
+    assert all(len(r.prefix_hashes) == -(-r.input_tokens // 16) for r in reqs)
     trace = TraceData(
         "g",
         "gen",
@@ -128,6 +128,7 @@ def test_shared_system_prompt_prefix_ids():
         np.array([r.output_tokens for r in reqs]),
         None,
         tuple(r.prefix_hashes for r in reqs),
+        chunk_tokens=16,
     )
     # every request but the first of each group hits exactly its 1024 system tokens
     expected = 1024 * (2000 - 4) / trace.input_tokens.sum()
@@ -148,11 +149,11 @@ def test_multi_turn_later_turns_carry_earlier_turns():
         for prev, nxt in zip(turns, turns[1:], strict=False):
             history = prev.input_tokens + prev.output_tokens
             assert nxt.input_tokens > history
-            full = history // 512
+            full = history // 16  # 16-token prefix ids (the default)
             # all full blocks of the previous prompt + answer are shared with the next turn
             assert (
-                nxt.prefix_hashes[: prev.input_tokens // 512]
-                == prev.prefix_hashes[: prev.input_tokens // 512]
+                nxt.prefix_hashes[: prev.input_tokens // 16]
+                == prev.prefix_hashes[: prev.input_tokens // 16]
             )
             assert len(nxt.prefix_hashes) >= full
 
@@ -161,7 +162,7 @@ def test_multi_turn_respects_context():
     spec = make_spec(prefix={"kind": "multi_turn", "sessions": 2, "turns": 50})
     reqs = gen(spec, num_requests=2000, max_context=8192)
     assert all(r.input_tokens + r.output_tokens <= 8192 for r in reqs)
-    assert all(len(r.prefix_hashes) == -(-r.input_tokens // 512) for r in reqs)
+    assert all(len(r.prefix_hashes) == -(-r.input_tokens // 16) for r in reqs)
 
 
 def test_trace_replay(fixture_path):
