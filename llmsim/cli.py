@@ -153,7 +153,7 @@ def _plugin_commands():
 
     found = []
     for module in ("llmsim.experiment.commands", "llmsim.workload.commands", "llmsim.sim.commands",
-                   "llmsim.calibration.commands"):
+                   "llmsim.calibration.commands", "llmsim.engines.commands"):
         try:
             found.append(importlib.import_module(module).register)
         except ModuleNotFoundError as exc:

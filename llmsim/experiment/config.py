@@ -99,6 +99,8 @@ class ExperimentConfig(_Strict):
     layout: LayoutConfig = Field(default_factory=LayoutConfig)
     precision: str = "bf16"
     kv_dtype: str | None = None
+    engine: str | dict[str, Any] | None = None
+    max_model_len: int | None = Field(None, ge=1)
     scheduler: dict[str, Any] = Field(default_factory=lambda: {"kind": "vllm"})
     kv: dict[str, Any] | None = None
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
@@ -114,6 +116,13 @@ class ExperimentConfig(_Strict):
     def _has_kind(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None and "kind" not in v:
             raise ValueError("expected a mapping with a 'kind' key")
+        return v
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_named(cls, v: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+        if isinstance(v, dict) and "name" not in v:
+            raise ValueError("expected an engine name or a mapping with 'name' and overrides")
         return v
 
 

@@ -23,6 +23,7 @@ def load_point_workload(point: Point):
 def preflight(point: Point) -> None:
     """Fail fast, before any point runs, on names and blocks that cannot be built (exit 2, field named)."""
     from llmsim.cost import CostModel
+    from llmsim.engines import load_engine, resolve_engine
     from llmsim.errors import ConfigError
     from llmsim.sched import SCHEDULERS
 
@@ -31,9 +32,10 @@ def preflight(point: Point) -> None:
         model, hardware = load_model(cfg.model), load_hardware(cfg.hardware)
         precision = Precision.parse(cfg.precision, cfg.kv_dtype)
         CostModel(model, hardware, ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp), precision)
+        runtime = resolve_engine(load_engine(cfg.engine), hardware, dict(cfg.scheduler), cfg.kv, cfg.max_model_len)
     except ConfigError as exc:
         raise ConfigError(f"{point.where}: {exc}") from None
-    SCHEDULERS.build(dict(cfg.scheduler), where=f"{point.where}: scheduler")
+    SCHEDULERS.build(dict(runtime.scheduler_block), where=f"{point.where}: scheduler")
     load_point_workload(point)
 
 
@@ -105,7 +107,7 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     result = simulate(stream, model=model, hardware=hardware, layout=layout, precision=precision,
                       scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
                       frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,
-                      max_time_s=max_time)
+                      max_time_s=max_time, engine=cfg.engine, max_model_len=cfg.max_model_len)
     summary = _trim_warmup(result, point).summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
     arrivals = result.requests["arrival_s"].to_numpy(float)

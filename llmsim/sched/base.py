@@ -227,8 +227,9 @@ class Scheduler:
         bs, kv = self.kv.block_size, self.kv
         for seq in plan.seqs:
             c = seq.num_computed
-            if (c + k - 1) // bs != c // bs:  # crosses into a block beyond the one step 1 allocated
-                kv.allocate(seq, c + k)
+            if (c + k - 1) // bs != c // bs and not kv.allocate(seq, c + k):  # crosses into a later block
+                raise RuntimeError(f"scheduler {self.name}: a collapsed decode run of {k} steps ran out of KV "
+                                   f"blocks for sequence {seq.id} (steady_steps promised they fit; a bug)")
 
     def commit_run(self, plan: Plan, k: int) -> list[Seq]:
         """Apply ``k`` steps of a steady pure-decode plan at once (after ``reserve_run``); returns the

@@ -240,12 +240,22 @@ class Replica:
         sched = eng.sched
         n, b = len(durations), len(plan.seqs)
         kv_used, waiting, in_system = state
+        bs = eng.kv.block_size
+        # blocks in use at each step: those of the run's start plus the blocks its sequences grow into
+        ctx = np.fromiter((s.num_computed for s in plan.seqs), dtype=np.int64, count=b)
+        steps = np.arange(n, dtype=np.int64)[:, None]
+        grown = (-(-(ctx[None, :] + steps + 1) // bs) - (-(-(ctx[None, :] + 1) // bs))).sum(axis=1)
+        if getattr(eng.kv, "reservation", None):  # contiguous: reserved up front, nothing grows
+            grown = 0
+        starts = start + ends - durations
+        # requests that reached the engine during the run wait (async) from the step after their arrival
+        arrived = np.searchsorted(np.fromiter((t for t, _ in eng.pending), dtype=np.float64), starts, side="right")
         sched.reserve_run(plan, n)  # blocks for the whole run, as the engine holds them by its end
         self.steps.run({
-            "replica": self.index, "engine": eng.index, "start_s": start + ends - durations, "duration_s": durations,
+            "replica": self.index, "engine": eng.index, "start_s": starts, "duration_s": durations,
             "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
-            "kv_blocks_used": kv_used, "kv_blocks_total": eng.kv.num_blocks,
-            "queue_len": waiting, "num_in_system": in_system, "preempted": 0,
+            "kv_blocks_used": kv_used + grown, "kv_blocks_total": eng.kv.num_blocks,
+            "queue_len": waiting + arrived, "num_in_system": in_system + arrived, "preempted": 0,
             "swap_blocks": 0, "flops": flops, "hbm_bytes": hbm,
         })
 

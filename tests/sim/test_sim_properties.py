@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,11 +81,43 @@ def test_collapsed_decode_runs_match_step_by_step(cost_model, make_requests):
     reqs = make_requests(60, 8.0, seed=3)
     runs = [simulate(reqs, model=MODEL, hardware=HARDWARE, seed=1, cost_model=cost_model, max_run_steps=m)
             for m in (1, 256)]
-    a, b = (r.requests.set_index("id") for r in runs)
-    for col in ("ttft_s", "e2e_s", "tpot_s", "itl_max_s"):
-        np.testing.assert_allclose(a[col], b[col], rtol=1e-9, atol=1e-9)
-    assert len(runs[0].steps) == len(runs[1].steps)
+    assert_same_run(*runs)
     check_run(runs[1], reqs)
+
+
+def assert_same_run(a_res, b_res) -> None:
+    a, b = (r.requests.set_index("id").sort_index() for r in (a_res, b_res))
+    for col in ("ttft_s", "e2e_s", "tpot_s", "itl_max_s", "finish_s"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-9, atol=1e-9)
+    for col in ("preemptions", "prefix_hit_tokens", "computed_tokens", "status"):
+        assert (a[col] == b[col]).all(), col
+    sa, sb = a_res.steps, b_res.steps
+    assert len(sa) == len(sb)
+    for col in ("start_s", "duration_s"):
+        np.testing.assert_allclose(sa[col], sb[col], rtol=1e-9, atol=1e-12)
+    for col in ("batch_size", "kv_blocks_used", "queue_len", "num_in_system", "preempted"):
+        np.testing.assert_array_equal(sa[col].to_numpy(), sb[col].to_numpy(), err_msg=col)
+
+
+# every policy on the generic engine, and vLLM 0.15's (async, CUDA graphs) with its own v1 scheduler
+ENGINE_CASES = [(p, "generic") for p in POLICIES] + [
+    (p, "vllm-0.15") for p in POLICIES if p["kind"] == "vllm" and p.get("mode", "v1") == "v1"]
+
+
+@pytest.mark.parametrize(("policy", "engine"), ENGINE_CASES,
+                         ids=["-".join(map(str, p.values())) + "@" + e for p, e in ENGINE_CASES])
+def test_collapsed_runs_match_step_by_step_under_kv_pressure_and_preemption(make_requests, policy, engine):
+    reqs = make_requests(80, 30.0, seed=7, mean_in=200, mean_out=120, max_in=600, max_out=400, prefix_groups=2,
+                         chunk=16)
+    kw = dict(model=MODEL, hardware=HARDWARE, scheduler=policy, engine=engine, max_model_len=2048, seed=2,
+              kv={"kind": "contiguous" if policy["kind"] in ("static", "orca") else "prefix", "num_blocks": 160,
+                  "swap_space_gb": 0.05})
+    step, run = (simulate(reqs, max_run_steps=m, check_invariants=True, **kw) for m in (1, 256))
+    if policy["kind"] not in ("static", "orca"):  # contiguous reservation never preempts
+        assert step.requests["preemptions"].sum() > 0  # the cache really was short
+    assert run.steps["batch_size"].size > 0
+    assert_same_run(step, run)
+    check_run(run, reqs)
 
 
 def test_same_seed_gives_byte_identical_outputs(cost_model, make_requests):

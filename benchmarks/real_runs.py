@@ -1,0 +1,170 @@
+"""Accuracy against real vLLM serving runs (../shared/data/real_runs/), configured as a user would.
+
+Every run of ``vllm_0.15.1_runs.csv`` is simulated with the experiment ``llmsim.trust.realruns.experiment_for``
+writes for it (model, GPU, TP, replicas, the run's scheduler limits, max_model_len 4096, the load
+generator's pool of recurring prompts at a fixed interval in back-to-back stages, exact output lengths) and
+the named engine profile. Per run and stage it prints predicted and measured TTFT and E2E (mean, p90, p99)
+and the derived inter-token time (E2E mean - TTFT mean) / (output - 1), the signed percentage errors, and
+whether llmsim reports the run overloaded. Medians of the absolute errors are over the healthy stages;
+every saturated run should be reported overloaded and no healthy one. Then the per-request vLLM 0.11.0
+records are replayed request by request (exact arrivals and lengths, server-side times).
+
+    python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix -calibrated] [--jobs 2]
+
+Last line: ``real_runs: e2e_mean=X% e2e_p99=X% ttft_mean=X% itl=X% overload_flagged=K/N n=N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_runs"
+METRICS = ("ttft_mean", "ttft_p90", "ttft_p99", "e2e_mean", "e2e_p90", "e2e_p99", "itl")
+SUMMARY = ("e2e_mean", "e2e_p99", "ttft_mean", "itl")
+
+
+def stage_metrics(requests, t0: float, t1: float, output_len: int) -> dict[str, float]:
+    """Predicted metrics of the requests sent in [t0, t1), as the load generator reports them."""
+    sel = requests[(requests["arrival_s"] >= t0) & (requests["arrival_s"] < t1)]
+    done = sel[sel["status"] == "finished"]
+    out = {m: math.nan for m in METRICS}
+    out["n"], out["finished"] = len(sel), len(done)
+    if len(done):
+        ttft, e2e = done["ttft_s"].to_numpy(float), done["e2e_s"].to_numpy(float)
+        out.update(ttft_mean=float(ttft.mean()), ttft_p90=float(np.percentile(ttft, 90)),
+                   ttft_p99=float(np.percentile(ttft, 99)), e2e_mean=float(e2e.mean()),
+                   e2e_p90=float(np.percentile(e2e, 90)), e2e_p99=float(np.percentile(e2e, 99)))
+        out["itl"] = (out["e2e_mean"] - out["ttft_mean"]) / max(1, output_len - 1)
+    return out
+
+
+def simulate_run(run, engine, suffix: str, time_scale: float) -> dict:
+    """Simulate one real run; returns per-stage predictions and the overload verdict (or why it was skipped)."""
+    import llmsim
+    from llmsim.errors import LlmsimError
+    from llmsim.trust.realruns import experiment_for
+
+    cfg = experiment_for(run, DATA, engine=engine, hardware=run.gpu + suffix, time_scale=time_scale)
+    try:
+        res = llmsim.run(cfg)
+    except LlmsimError as exc:
+        return {"run": run, "skipped": str(exc)}
+    row = res.summary.iloc[0]
+    reqs = res.requests(row["point_id"])
+    stages, t0 = [], 0.0
+    for st in run.stages:
+        t1 = t0 + st.duration_s * time_scale
+        stages.append(stage_metrics(reqs, t0, t1, run.output_len))
+        t0 = t1
+    return {"run": run, "stages": stages, "overloaded": bool(row.get("overloaded", False)),
+            "whole": stage_metrics(reqs, 0.0, t0, run.output_len)}
+
+
+def err(pred: float, real: float) -> float:
+    return (pred / real - 1.0) * 100.0 if real and not (math.isnan(pred) or math.isnan(real)) else math.nan
+
+
+def report(results: list[dict]) -> dict[str, list[float]]:
+    abs_errs: dict[str, list[float]] = {m: [] for m in METRICS}
+    print(f"{'run':<44}{'st':>3}{'rate':>6}  {'metric':<10}{'pred ms':>10}{'real ms':>10}{'err %':>8}")
+    for r in results:
+        run = r["run"]
+        if "skipped" in r:
+            print(f"{run.experiment[:43]:<44}  skipped: {r['skipped'][:100]}")
+            continue
+        verdict = "overloaded" if r["overloaded"] else "ok"
+        truth = "saturated" if run.saturated else "healthy"
+        print(f"{run.experiment[:43]:<44} llmsim: {verdict}, real: {truth}")
+        for i, (st, pred) in enumerate(zip(run.stages, r["stages"], strict=True)):
+            for m in METRICS:
+                e = err(pred[m], st.measured[m])
+                if not run.saturated and not math.isnan(e):
+                    abs_errs[m].append(abs(e))
+                print(f"{'':<44}{i:>3}{st.rate_per_s:>6.1f}  {m:<10}{pred[m] * 1e3:>10.1f}"
+                      f"{st.measured[m] * 1e3:>10.1f}{e:>+8.1f}")
+    return abs_errs
+
+
+def replay_requests(engine) -> list[str]:
+    """Replay the per-request vLLM 0.11.0 runs request by request; per-request TTFT/E2E errors."""
+    from llmsim.sim import simulate
+    from llmsim.specs import load_hardware
+    from llmsim.trust.realruns import load_request_runs
+    from llmsim.workload.request import Request
+
+    path = DATA / "per_request_vllm_0.11.0.csv"
+    if not path.is_file():
+        return []
+    lines = []
+    for rr in load_request_runs(path):
+        reqs = [Request(i, a, p, o) for i, (a, p, o) in
+                enumerate(zip(rr.arrival_s, rr.prompt_tokens, rr.output_tokens, strict=True))]
+        res = simulate(reqs, model=rr.model, hardware=load_hardware("h100-sxm"), engine=engine,
+                       scheduler={"kind": "vllm", "max_num_seqs": rr.max_num_seqs,
+                                  "max_num_batched_tokens": rr.max_num_batched_tokens},
+                       max_model_len=rr.max_model_len)
+        df = res.requests.sort_values("id")
+        fin = df["status"].to_numpy() == "finished"
+        ttft, e2e = df["ttft_s"].to_numpy(float), df["e2e_s"].to_numpy(float)
+        real_ttft, real_e2e = np.asarray(rr.ttft_s), np.asarray(rr.e2e_s)
+        te = np.abs(ttft[fin] / real_ttft[fin] - 1) * 100
+        ee = np.abs(e2e[fin] / real_e2e[fin] - 1) * 100
+        lines.append(f"{rr.experiment:<28}{len(reqs):>5} req  per-request |err| median: TTFT {np.median(te):5.1f}% "
+                     f"E2E {np.median(ee):5.1f}%   mean TTFT {err(ttft[fin].mean(), real_ttft[fin].mean()):+6.1f}% "
+                     f"mean E2E {err(e2e[fin].mean(), real_e2e[fin].mean()):+6.1f}%")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--engine", default="vllm-0.15", help="engine profile (default vllm-0.15)")
+    ap.add_argument("--request-engine", default="vllm-0.11", help="engine for the per-request 0.11.0 replay")
+    ap.add_argument("--hardware-suffix", default="", help="e.g. -calibrated to use the calibrated GPU profiles")
+    ap.add_argument("--time-scale", type=float, default=1.0, help="shorten every stage by this factor")
+    ap.add_argument("--runs", default="", help="only runs whose name contains this string")
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    from llmsim.trust.realruns import load_stage_runs
+
+    csv_path = DATA / "vllm_0.15.1_runs.csv"
+    if not csv_path.is_file():
+        print(f"real_runs: skipped (no {csv_path})")
+        return 0
+    runs = [r for r in load_stage_runs(csv_path) if args.runs in r.experiment]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(simulate_run, runs, [args.engine] * len(runs),
+                                [args.hardware_suffix] * len(runs), [args.time_scale] * len(runs)))
+    abs_errs = report(results)
+    print()
+    for m in METRICS:
+        v = abs_errs[m]
+        print(f"median |err| {m:<10} {np.median(v) if v else math.nan:6.1f}%  (p90 "
+              f"{np.percentile(v, 90) if v else math.nan:5.1f}%, n={len(v)})")
+    sat = [r for r in results if "skipped" not in r and r["run"].saturated]
+    healthy = [r for r in results if "skipped" not in r and not r["run"].saturated]
+    flagged = sum(r["overloaded"] for r in sat)
+    false_pos = [r["run"].experiment for r in healthy if r["overloaded"]]
+    print(f"saturated runs reported overloaded: {flagged}/{len(sat)}; healthy runs reported overloaded: "
+          f"{len(false_pos)} {false_pos if false_pos else ''}")
+    skipped = [r["run"].experiment for r in results if "skipped" in r]
+    if skipped:
+        print(f"skipped {len(skipped)} runs: {', '.join(skipped)}")
+    if not args.runs:
+        print(f"\nper-request replay (vLLM 0.11.0 records, engine {args.request_engine}):")
+        for line in replay_requests(args.request_engine):
+            print("  " + line)
+    med = {m: (np.median(abs_errs[m]) if abs_errs[m] else math.nan) for m in SUMMARY}
+    print(f"real_runs: e2e_mean={med['e2e_mean']:.1f}% e2e_p99={med['e2e_p99']:.1f}% "
+          f"ttft_mean={med['ttft_mean']:.1f}% itl={med['itl']:.1f}% overload_flagged={flagged}/{len(sat)} "
+          f"n={len(abs_errs['e2e_mean'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
