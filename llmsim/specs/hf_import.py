@@ -1,4 +1,4 @@
-"""Read a Hugging Face ``config.json`` (Llama / Mistral / Mixtral / Qwen2 / Qwen3 / OPT families) into a ModelSpec.
+"""Read a Hugging Face ``config.json`` (Llama / Llama 4 / Mistral / Mixtral / Qwen2 / Qwen3 / OPT families) into a ModelSpec.
 
 Field names follow transformers' configuration classes (``LlamaConfig``, ``MixtralConfig``, ``OPTConfig``, ...).
 """
@@ -13,8 +13,8 @@ from typing import Any
 from llmsim.errors import ConfigError
 from llmsim.specs.model import ModelSpec
 
-ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
-SUPPORTED = (*ROTARY_FAMILIES, "opt")
+ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "llama4_text")
+SUPPORTED = (*ROTARY_FAMILIES, "llama4", "opt")
 
 
 def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
@@ -57,6 +57,11 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise ConfigError(f"field 'model_type': {family!r} is not supported; supported: {', '.join(SUPPORTED)}")
     if family == "opt":
         return _opt_spec(cfg, name)
+    if family == "llama4":  # the multimodal wrapper: the language model is in text_config
+        text = cfg.get("text_config")
+        if not isinstance(text, Mapping):
+            raise ConfigError("field 'text_config': expected the language model's configuration (an object)")
+        cfg, family = {**text, "model_type": "llama4_text"}, "llama4_text"
     hidden = _get(cfg, "hidden_size")
     heads = _get(cfg, "num_attention_heads")
     head_dim = _get(cfg, "head_dim", hidden // heads)
@@ -75,6 +80,14 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         shared = cfg.get("shared_expert_intermediate_size") or 0
         if shared:
             moe.update(num_shared_experts=1, shared_expert_ffn_size=shared)
+    elif family == "llama4_text":
+        # Llama 4 (transformers Llama4TextConfig): routed experts of intermediate_size plus one shared expert of
+        # the same width in every MoE layer; dense layers (intermediate_size_mlp) only when interleaved.
+        if _get(cfg, "interleave_moe_layer_step", 1) != 1:
+            raise ConfigError("field 'interleave_moe_layer_step': interleaved dense and MoE layers (Llama 4 "
+                              "Maverick) are not supported yet; only every-layer MoE (Scout) is")
+        moe = dict(num_experts=_get(cfg, "num_local_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
+                   expert_ffn_size=ffn, num_shared_experts=1, shared_expert_ffn_size=ffn)
     return ModelSpec(
         name=name,
         family=family,
@@ -90,7 +103,7 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         tied_embeddings=_get(cfg, "tie_word_embeddings", False, bool),
         sliding_window=window if isinstance(window, int) and window > 0 else None,
         qkv_bias=family in ("qwen2", "qwen2_moe") or bool(cfg.get("attention_bias", False)),
-        qk_norm=family in ("qwen3", "qwen3_moe"),
+        qk_norm=family in ("qwen3", "qwen3_moe") or bool(cfg.get("use_qk_norm", False)),
         **moe,
     )
 

@@ -78,6 +78,22 @@ def test_import_qwen3_moe(tmp_path):
     assert m.mlp_params_per_layer() == 64 * 8 + 8 * 3 * 64 * 32
 
 
+def test_import_llama4_scout_text_config(tmp_path):
+    text = {"model_type": "llama4_text", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 32, "intermediate_size_mlp": 128,
+            "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+            "use_qk_norm": True, "vocab_size": 100, "max_position_embeddings": 512}
+    m = load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": text}))
+    assert m.is_moe and m.num_experts == 16 and m.experts_per_token == 1 and m.qk_norm
+    assert m.num_shared_experts == 1 and m.shared_expert_ffn_size == 32 == m.expert_ffn_size
+    # router 64*16 + 16 routed experts + 1 shared, each 3*64*32
+    assert m.mlp_params_per_layer() == 64 * 16 + 17 * 3 * 64 * 32
+    with pytest.raises(ConfigError, match="interleave_moe_layer_step"):  # Maverick's dense/MoE interleave
+        load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": {**text, "interleave_moe_layer_step": 2}}))
+    with pytest.raises(ConfigError, match="text_config"):
+        load_hf_config(_write(tmp_path, {"model_type": "llama4"}))
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
