@@ -1,6 +1,8 @@
-"""``llmsim calibrate``: measure kernels with torch, fit, write raw CSVs + report and a hardware profile.
+"""``llmsim calibrate``: measure kernels with torch (``--device``) or import measured kernel databases
+(``--import FORMAT PATH``), fit, write a report and a hardware profile.
 
-torch is imported here only when the command runs; without it the command says how to install it (exit 2).
+torch is imported here only when a ``--device`` run needs it; without it the command says how to install it
+(exit 2). ``--import`` needs no torch.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ METHOD = ("ratio measured / unit-efficiency roofline per shape family, interpola
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("calibrate", help="measure kernels with torch and write a calibrated hardware profile",
+    p = subparsers.add_parser("calibrate", help="measure (or import) kernel timings and write a calibrated profile",
                               description=__doc__)
-    p.add_argument("--device", choices=("cuda", "cpu"), required=True, help="where to measure")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--device", choices=("cuda", "cpu"), help="where to measure")
+    src.add_argument("--import", dest="imports", nargs=2, action="append", metavar=("FORMAT", "PATH"),
+                     help="import measured kernel timings instead of measuring: FORMAT aic or csv; PATH a folder "
+                          "or file, optionally PATH::class[/dtype],... to keep some rows only. Repeatable: a later "
+                          "import replaces an earlier one's rows of the same class and dtype")
+    p.add_argument("--hardware", default=None,
+                   help="--import: the hardware profile the data were measured on (base of the written profile)")
     p.add_argument("--out", required=True, help="profile YAML to write (its stem is the profile name)")
     p.add_argument("--models", default="llama-3.1-8b",
                    help="comma-separated model names or HF config.json paths whose GEMM shapes are measured")
@@ -30,7 +39,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="a coarser grid: a few minutes on a GPU, < 1 min on a CPU")
     p.add_argument("--base", default=None, help="base hardware profile (default: matched to the GPU name)")
     p.add_argument("--data-dir", default=None,
-                   help="folder for raw CSVs, report and plots (default: calibration/<device-name>)")
+                   help="folder for raw CSVs, report and plots (default: calibration/<device-name>; with --import: "
+                        "the report only, default calibration/<profile name>)")
     p.add_argument("--from-csv", default=None, metavar="DIR",
                    help="refit the measurements saved earlier in DIR (CSVs + run.yaml) instead of measuring; "
                         "needs no torch")
@@ -73,6 +83,24 @@ def import_torch() -> Any:
         raise ConfigError(INSTALL_HINT) from None
 
 
+def cmd_import(args: argparse.Namespace, out: Path) -> int:
+    from llmsim.calibration.import_outputs import write_import_outputs  # noqa: PLC0415
+    from llmsim.calibration.importers import load_imports  # noqa: PLC0415
+    from llmsim.calibration.runner import say  # noqa: PLC0415
+    from llmsim.specs import load_hardware  # noqa: PLC0415
+
+    if not args.hardware:
+        raise ConfigError("--import needs --hardware NAME: the profile of the GPU the data were measured on")
+    hw = load_hardware(args.hardware)
+    imp = load_imports([(fmt, path) for fmt, path in args.imports], hw)
+    report_dir = Path(args.data_dir) if args.data_dir else Path("calibration") / out.stem
+    argv = ["calibrate", *(a for fmt, path in args.imports for a in ("--import", fmt, path)),
+            "--hardware", args.hardware, "--out", str(out)]
+    for path in write_import_outputs(imp, args.hardware, out, report_dir, argv):
+        say(f"wrote {path}")
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from llmsim.calibration.outputs import load_run, write_outputs  # noqa: PLC0415
     from llmsim.calibration.plan import parse_dtypes  # noqa: PLC0415
@@ -82,6 +110,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"--out: expected a .yaml path, got {args.out!r}")
+    if args.imports:
+        return cmd_import(args, out)
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.from_csv:
         run = load_run(Path(args.from_csv))

@@ -144,14 +144,17 @@ class Prediction:
     source: str
 
 
-def predict(held: list[Measurement], before: HardwareSpec, after: HardwareSpec) -> list[Prediction]:
-    """Held-out predictions before (roofline of the base profile) and after calibration."""
+def predict(held: list[Measurement], before: HardwareSpec, after: HardwareSpec,
+            with_launch: bool = True) -> list[Prediction]:
+    """Held-out predictions before (roofline of the base profile) and after calibration. ``with_launch``:
+    the measurements include a launch gap per kernel (eager timing); imported CUDA-graph timings do not."""
     roof, cal = RooflineTimer(before), CalibratedTimer(after)
     out = []
     for m in held:
-        t = cal.time(m.operator)
-        out.append(Prediction(m.case.op_class, m.case.kind, m.median_s, float(roof.time(m.operator).total_s),
-                              float(t.total_s), t.source))
+        t, r = cal.time(m.operator), roof.time(m.operator)
+        after_s = float(t.total_s) if with_launch else float(t.total_s - t.launch_s)
+        before_s = float(r.total_s) if with_launch else float(r.total_s - r.launch_s)
+        out.append(Prediction(m.case.op_class, m.case.kind, m.median_s, before_s, after_s, t.source))
     return out
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from llmsim.cost.layers import attention_ops
-from llmsim.cost.operators import FP32_BYTES, Operator, ShardedShapes, batch_features, elementwise, gemm
+from llmsim.cost.operators import (
+    FP32_BYTES,
+    Operator,
+    ShardedShapes,
+    batch_features,
+    elementwise,
+    gemm,
+    moe_experts,
+)
 from llmsim.errors import ConfigError
 from llmsim.specs import Precision
 
@@ -25,6 +33,8 @@ PARAMS = {
     "launch": (),
     "peak_gemm": ("m", "n", "k"),
     "allreduce": ("ranks", "bytes"),
+    # one MoE layer's experts on one GPU: model sizes (inter = full expert FFN), routed over all experts
+    "moe": ("tokens", "hidden", "inter", "experts", "topk", "tp", "ep"),
 }
 # Bytes and FLOPs per element of the measured elementwise kernels (what each kernel reads + writes).
 ELEMENTWISE_KINDS = {
@@ -71,6 +81,10 @@ class Case:
             return (self.dtype, p["n"], p["k"])
         if self.op_class in ("attn_prefill", "attn_decode"):
             return (self.dtype, p["heads"], p["kv_heads"], p["head_dim"])
+        if self.op_class == "moe":
+            return (self.dtype, self.kind, p["hidden"], p["inter"], p["experts"], p["topk"], p["tp"], p["ep"])
+        if self.op_class == "allreduce":
+            return (self.kind, p["ranks"])
         return (self.kind,)
 
     def operator(self) -> Operator:
@@ -79,7 +93,10 @@ class Case:
         if self.op_class in ("gemm", "peak_gemm"):
             return gemm(self.kind, p["m"], p["n"], p["k"], Precision.parse(self.dtype))
         if self.op_class in ("attn_prefill", "attn_decode"):
-            return _attention_operator(self.op_class, p, Precision.parse(self.dtype))
+            return _attention_operator(self.op_class, p, case_precision(self.dtype))
+        if self.op_class == "moe":
+            return moe_experts(p["tokens"], p["hidden"], -(-p["inter"] // p["tp"]), p["experts"], p["topk"], p["ep"],
+                               True, Precision.parse(self.dtype))
         if self.op_class == "elementwise":
             per_elem, flops, which = ELEMENTWISE_KINDS[self.kind]
             size = FP32_BYTES if which == "fp32" else Precision.parse(self.dtype).act_bytes
@@ -88,6 +105,12 @@ class Case:
             return Operator("allreduce", "allreduce", 0.0, 0.0, self.dtype, comm_bytes=float(p["bytes"]),
                             comm_ranks=p["ranks"])
         return elementwise("launch", 1, 0.0, 0.0)
+
+
+def case_precision(dtype: str) -> Precision:
+    """A case's dtype: a precision name, with ``/kv-DTYPE`` when the KV cache is in another format."""
+    name, _, kv = dtype.partition("/kv-")
+    return Precision.parse(name, kv or None)
 
 
 def _attention_operator(op_class: str, p: dict[str, int], prec: Precision) -> Operator:

@@ -28,7 +28,8 @@ import numpy as np
 from llmsim.cost.operators import Operator
 from llmsim.cost.roofline import OpTime, RooflineTimer
 from llmsim.errors import ConfigError
-from llmsim.specs import DTYPE_BYTES, HardwareSpec
+from llmsim.specs import HardwareSpec
+from llmsim.specs.precision import PRECISIONS
 
 # Kernel kind whose measured curve stands for each elementwise operator of llmsim.cost.layers.
 ELEMENTWISE_KIND = {
@@ -138,15 +139,39 @@ def _alias(dtype: str, measured: Mapping[str, Any]) -> str:
     return dtype
 
 
-def _same_bytes(op: Operator, size: float) -> bool:
-    """Whether an attention operator's bytes are those of Q/O and a KV cache all in ``size``-byte elements
-    (llmsim.cost.layers.attention_ops), i.e. the kernel that was measured."""
-    tokens, heads, kv_heads, head_dim, kv_tokens = op.shape
-    if isinstance(kv_tokens, np.ndarray) or isinstance(op.hbm_bytes, np.ndarray):
-        want = size * head_dim * (2.0 * tokens * heads + 2.0 * kv_heads * np.asarray(kv_tokens, dtype=np.float64))
-        return bool(np.all(np.abs(np.asarray(op.hbm_bytes) - want) <= 0.01 * want))
-    want = size * head_dim * (2.0 * tokens * heads + 2.0 * kv_heads * float(kv_tokens))
-    return abs(float(op.hbm_bytes) - want) <= 0.01 * want
+# (weights, compute) of a GEMM -> the precision name its measurements are filed under (llmsim.specs.precision)
+GEMM_LABELS = {(w, c): name for name, (w, c) in PRECISIONS.items()}
+
+
+def _gemm_label(op: Operator) -> str:
+    return GEMM_LABELS.get((op.storage_dtype or op.compute_dtype, op.compute_dtype), op.compute_dtype)
+
+
+def _bracket(value: int, grid: list[int], skip_equal: bool = False) -> tuple[int, int, float] | None:
+    """Grid neighbours of ``value`` and its weight on the upper one in log space; None outside the grid.
+    ``skip_equal``: bracket a grid value by its two neighbours (to interpolate over a missing family)."""
+    if value < grid[0] or value > grid[-1]:
+        return None
+    i = bisect_right(grid, value)
+    if grid[i - 1] == value:
+        if not skip_equal:
+            return value, value, 0.0
+        if i - 1 == 0 or i == len(grid):
+            return None
+        lo, hi = grid[i - 2], grid[i]
+    else:
+        lo, hi = grid[i - 1], grid[i]
+    return lo, hi, math.log(value / lo) / math.log(hi / lo)
+
+
+def _corners(n: int, k: int, ns: list[int], ks: list[int], skip_n: bool = False,
+             skip_k: bool = False) -> list[tuple[int, int, float]] | None:
+    bn, bk = _bracket(n, ns, skip_n), _bracket(k, ks, skip_k)
+    if bn is None or bk is None:
+        return None
+    (n0, n1, wn), (k0, k1, wk) = bn, bk
+    out = [(n0, k0, (1 - wn) * (1 - wk)), (n1, k0, wn * (1 - wk)), (n0, k1, (1 - wn) * wk), (n1, k1, wn * wk)]
+    return [c for c in out if c[2] > 0]
 
 
 def _nearest(key: tuple[float, ...], candidates: list[tuple[tuple[float, ...], Any]]):
@@ -177,6 +202,9 @@ class CalibratedTimer:
             curve = Curve(_logs(fam["m"], f"{where}.m"), [math.log(float(r)) for r in fam["ratio"]])
             self._gemm[key] = curve
             self._gemm_by_dtype.setdefault(key[2], []).append(((key[0], key[1]), curve))
+        self._gemm_axes = {d: (sorted({nk[0] for nk, _ in fams}), sorted({nk[1] for nk, _ in fams}))
+                           for d, fams in self._gemm_by_dtype.items()}
+        self._gemm_plans: dict[tuple[int, int, str], tuple] = {}
         self._attn: dict[str, dict] = {}
         self._attn_by_dtype: dict[str, dict[str, list]] = {}
         for cls, length in (("attn_prefill", "seq"), ("attn_decode", "context")):
@@ -221,27 +249,58 @@ class CalibratedTimer:
             return self._time_elementwise(op)
         return self._roofline.time(op)
 
+    def _gemm_plan(self, n: int, k: int, dtype: str) -> tuple:
+        """(corner curves with bilinear weights in (log N, log K), exact): the measured (N, K) families around
+        an unmeasured one, or its nearest family (``exact`` False) when it lies outside the measured grid."""
+        key = (n, k, dtype)
+        if key not in self._gemm_plans:
+            curve = self._gemm.get(key)
+            if curve is not None:
+                plan = (((curve, 1.0),), True)
+            else:
+                plan = self._gemm_between(n, k, dtype)
+            self._gemm_plans[key] = plan
+        return self._gemm_plans[key]
+
+    def _gemm_between(self, n: int, k: int, dtype: str) -> tuple:
+        """Bilinear over the surrounding measured (N, K) families; where one of them is missing, the mean of
+        the interpolations along N and along K around it; else the nearest family (extrapolated)."""
+        ns, ks = self._gemm_axes[dtype]
+        for tries in (((False, False),), ((True, False), (False, True)), ((True, True),)):
+            plans = []
+            for skip_n, skip_k in tries:
+                corners = _corners(n, k, ns, ks, skip_n, skip_k) or []
+                found = [(self._gemm.get((a, b, dtype)), w) for a, b, w in corners]
+                if found and all(c is not None for c, _ in found):
+                    plans.append(found)
+            if plans:
+                return tuple((c, w / len(plans)) for found in plans for c, w in found), True
+        return ((_nearest((n, k), self._gemm_by_dtype[dtype]), 1.0),), False
+
     def _time_gemm(self, op: Operator) -> OpTime:
         m, n, k = op.shape
-        dtype = _alias(op.compute_dtype, self._gemm_by_dtype)
-        curve = self._gemm.get((int(n), int(k), dtype))
+        label = _gemm_label(op)
+        dtype = _alias(label, self._gemm_by_dtype)
+        same_kernel = dtype in self._gemm_by_dtype
+        if not same_kernel:  # e.g. a weight-only GEMM without its own data: the 16-bit kernel's, extrapolated
+            dtype = _alias(op.compute_dtype, self._gemm_by_dtype)
+            if dtype not in self._gemm_by_dtype:
+                return self._roofline.time(op)
+        curves, exact = self._gemm_plan(int(n), int(k), dtype)
+        exact = exact and same_kernel
         x = math.log(max(float(m), 1e-9))
-        if curve is not None:
-            # Measured with weights in the compute dtype; a weight-only quantised GEMM (int8/int4 weights,
-            # bf16 compute) is another kernel, so its prediction is marked extrapolated.
-            size = DTYPE_BYTES.get(dtype, 2.0)
-            same = abs(float(op.hbm_bytes) - size * (n * k + m * k + m * n)) <= 0.01 * float(op.hbm_bytes)
-            inside = same and curve.inside(x)
-            return self._scaled(op, curve.at(x), "interpolated" if inside else "extrapolated")
-        near = self._gemm_by_dtype.get(dtype)
-        if not near:
-            return self._roofline.time(op)
-        return self._scaled(op, _nearest((n, k), near).at(x), "extrapolated")
+        log_ratio = sum(w * c.at(x) for c, w in curves)
+        inside = exact and all(c.inside(x) for c, _ in curves)
+        return self._scaled(op, log_ratio, "interpolated" if inside else "extrapolated")
 
     def _time_attention(self, op: Operator) -> OpTime:
         cls = op.op_class
         tokens, heads, kv_heads, head_dim, kv_tokens = op.shape
         dtype = _alias(op.compute_dtype, self._attn_by_dtype[cls])
+        kv = op.storage_dtype or op.compute_dtype
+        label = dtype if _alias(kv, {dtype: 0}) == dtype else f"{dtype}/kv-{kv}"
+        same_kernel = label in self._attn_by_dtype[cls]
+        dtype = label if same_kernel else dtype
         table = self._attn[cls].get((int(heads), int(kv_heads), int(head_dim), dtype))
         exact = table is not None
         if not exact:
@@ -259,8 +318,8 @@ class CalibratedTimer:
             pairs = op.flops / (4.0 * heads * head_dim)
             length = max(2.0 * float(pairs) / float(tokens) - 1.0, 1.0)
             seqs = max(float(tokens) / length, 1.0)
-        # Measured with the KV cache in the activation dtype; an fp8/int8 cache is another kernel.
-        exact = exact and _same_bytes(op, DTYPE_BYTES.get(dtype, 2.0))
+        # A KV-cache format without its own measurements is another kernel: the 16-bit data, extrapolated.
+        exact = exact and same_kernel
         u = math.log(seqs)
         if isinstance(length, np.ndarray):
             v = np.log(np.maximum(length, 1.0))

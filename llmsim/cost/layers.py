@@ -17,14 +17,15 @@ def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: Batch
         flops = 4.0 * sh.heads * hd * f.prefill_attn_pairs
         hbm = f.prefill_tokens * sh.q * act * 2 + f.prefill_kv_tokens * 2 * sh.kv * kvb
         ops.append(Operator("attn_prefill", "attn_prefill", flops, hbm, prec.activations,
-                            shape=(f.prefill_tokens, sh.heads, sh.kv_heads, hd, f.prefill_kv_tokens)))
+                            shape=(f.prefill_tokens, sh.heads, sh.kv_heads, hd, f.prefill_kv_tokens),
+                            storage_dtype=prec.kv_dtype))
     if f.decode_seqs:
         # Decode reads each sequence's whole (windowed) KV cache once; FLOPs are small (memory-bound).
         kv_tokens = f.decode_kv_tokens
         flops = 4.0 * sh.heads * hd * kv_tokens
         hbm = kv_tokens * 2 * sh.kv * kvb + f.decode_seqs * sh.q * act * 2
         ops.append(Operator("attn_decode", "attn_decode", flops, hbm, prec.activations,
-                            shape=(f.decode_seqs, sh.heads, sh.kv_heads, hd, kv_tokens)))
+                            shape=(f.decode_seqs, sh.heads, sh.kv_heads, hd, kv_tokens), storage_dtype=prec.kv_dtype))
     return ops
 
 

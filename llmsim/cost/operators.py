@@ -21,9 +21,12 @@ FP32_BYTES = 4.0
 class Operator:
     """One kernel (or fused group) per GPU. ``flops``/``hbm_bytes`` may be numpy arrays (vectorised decode runs).
 
-    ``op_class`` selects efficiency and calibration: gemm, attn_prefill, attn_decode, elementwise, allreduce,
-    p2p, alltoall. ``shape`` carries (M, N, K) for GEMMs or (tokens, heads, head_dim, kv_tokens) for
-    attention so calibrated fits can look the shape up. ``comm_bytes`` is the payload of a collective.
+    ``op_class`` selects efficiency and calibration: gemm, attn_prefill, attn_decode, elementwise, moe,
+    allreduce, p2p, alltoall. ``shape`` carries (M, N, K) for GEMMs, (tokens, heads, kv_heads, head_dim,
+    kv_tokens) for attention, (tokens, hidden, ffn, experts, topk, ep, up) for MoE experts, so calibrated fits
+    can look the shape up. ``comm_bytes`` is the payload of a collective. ``storage_dtype`` is the format of
+    the operand the kernel streams from HBM: a GEMM's or MoE's weights (weight-only quantised GEMMs compute in
+    16 bit), attention's KV cache.
     """
 
     name: str
@@ -35,6 +38,7 @@ class Operator:
     shape: tuple = ()
     comm_bytes: float = 0.0
     comm_ranks: int = 1
+    storage_dtype: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +139,34 @@ def gemm(name: str, m: float, n: int, k: int, prec: Precision, weight_copies: fl
     """C[M,N] = A[M,K] @ W[K,N]: 2MNK FLOPs; reads W (in the weight dtype) and A, writes C."""
     act = prec.act_bytes
     hbm = weight_copies * n * k * prec.weight_bytes + m * k * act + m * n * act
-    return Operator(name, "gemm", 2.0 * m * n * k, hbm, prec.compute, kernels, shape=(m, n, k))
+    return Operator(name, "gemm", 2.0 * m * n * k, hbm, prec.compute, kernels, shape=(m, n, k),
+                    storage_dtype=prec.weights)
 
 
 def elementwise(name: str, elements: float, bytes_per_element: float, flops_per_element: float,
                 kernels: int = 1) -> Operator:
     return Operator(name, "elementwise", flops_per_element * elements, bytes_per_element * elements,
                     "fp32", kernels, shape=(elements,))
+
+
+def experts_hit(tokens: float, experts: int, topk: int) -> float:
+    """Expected distinct experts chosen by ``tokens`` tokens each picking ``topk`` of ``experts`` uniformly."""
+    return experts * (1.0 - (1.0 - topk / experts) ** tokens)
+
+
+def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, ep: int, gated: bool,
+                prec: Precision) -> Operator:
+    """One MoE layer's expert computation on one GPU (vLLM fused_moe): a grouped gate/up GEMM, the activation
+    and a grouped down GEMM over the token-expert pairs routed to this GPU's ``experts / ep`` experts, then the
+    top-k weighted sum. ``ffn`` is one expert's intermediate width on this GPU. Reads the weights of every
+    expert hit once (uniform routing); the grouped-GEMM timing is in ``llmsim.cost.kernels``."""
+    up = 2 if gated else 1
+    routed = tokens * topk / ep
+    hit = experts_hit(tokens, experts, topk) / ep
+    act = prec.act_bytes
+    weights = hit * (up + 1) * hidden * ffn * prec.weight_bytes
+    # per pair: gather x (h), write up (up*f), activation reads up*f writes f, down reads f writes h; sum reads h
+    activations = act * (routed * (3 * hidden + (2 * up + 2) * ffn) + tokens * hidden)
+    flops = 2.0 * routed * hidden * ffn * (up + 1)
+    return Operator("moe_experts", "moe", flops, weights + activations, prec.compute, kernels=5,
+                    shape=(tokens, hidden, ffn, experts, topk, ep, up), storage_dtype=prec.weights)

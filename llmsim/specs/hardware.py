@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -185,10 +185,30 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpe
     )
 
 
+_LOADED: dict[tuple[str, int, int], HardwareSpec] = {}
+
+
 def load_hardware_file(path: str | Path) -> HardwareSpec:
+    """A profile from its YAML file. Parsed once per file version (path, mtime, size): a calibrated profile
+    holds thousands of numbers, and experiments load the same profile for every point."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _LOADED:
+        _LOADED[key] = _parse_hardware_file(path)
+    hw = _LOADED[key]
+    return hw if hw.source == str(path) else replace(hw, source=str(path))
+
+
+def _parse_hardware_file(path: Path) -> HardwareSpec:
+    try:
+        # libyaml's loader when present; the same YAML rules as yaml.safe_load.
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, yaml.YAMLError) as exc:
