@@ -9,7 +9,7 @@ whether llmsim reports the run overloaded. Medians of the absolute errors are ov
 every saturated run should be reported overloaded and no healthy one. Then the per-request vLLM 0.11.0
 records are replayed request by request (exact arrivals and lengths, server-side times).
 
-    python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix -calibrated] [--jobs 2]
+    python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix=auto|''|-calibrated] [--jobs 2]
 
 Last line: ``real_runs: e2e_mean=X% e2e_p99=X% ttft_mean=X% itl=X% overload_flagged=K/N n=N``.
 """
@@ -44,13 +44,22 @@ def stage_metrics(requests, t0: float, t1: float, output_len: int) -> dict[str, 
     return out
 
 
+def hardware_for(gpu: str, suffix: str) -> str:
+    """The profile a user would pick: ``auto`` = the calibrated one where it exists, else the datasheet one."""
+    if suffix != "auto":
+        return gpu + suffix
+    from llmsim.specs import hardware_names
+
+    return gpu + "-calibrated" if gpu + "-calibrated" in hardware_names() else gpu
+
+
 def simulate_run(run, engine, suffix: str, time_scale: float) -> dict:
     """Simulate one real run; returns per-stage predictions and the overload verdict (or why it was skipped)."""
     import llmsim
     from llmsim.errors import LlmsimError
     from llmsim.trust.realruns import experiment_for
 
-    cfg = experiment_for(run, DATA, engine=engine, hardware=run.gpu + suffix, time_scale=time_scale)
+    cfg = experiment_for(run, DATA, engine=engine, hardware=hardware_for(run.gpu, suffix), time_scale=time_scale)
     try:
         res = llmsim.run(cfg)
     except LlmsimError as exc:
@@ -91,7 +100,7 @@ def report(results: list[dict]) -> dict[str, list[float]]:
     return abs_errs
 
 
-def replay_requests(engine) -> list[str]:
+def replay_requests(engine, suffix: str = "") -> list[str]:
     """Replay the per-request vLLM 0.11.0 runs request by request; per-request TTFT/E2E errors."""
     from llmsim.sim import simulate
     from llmsim.specs import load_hardware
@@ -105,7 +114,7 @@ def replay_requests(engine) -> list[str]:
     for rr in load_request_runs(path):
         reqs = [Request(i, a, p, o) for i, (a, p, o) in
                 enumerate(zip(rr.arrival_s, rr.prompt_tokens, rr.output_tokens, strict=True))]
-        res = simulate(reqs, model=rr.model, hardware=load_hardware("h100-sxm"), engine=engine,
+        res = simulate(reqs, model=rr.model, hardware=load_hardware(hardware_for("h100-sxm", suffix)), engine=engine,
                        scheduler={"kind": "vllm", "max_num_seqs": rr.max_num_seqs,
                                   "max_num_batched_tokens": rr.max_num_batched_tokens},
                        max_model_len=rr.max_model_len)
@@ -125,7 +134,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--engine", default="vllm-0.15", help="engine profile (default vllm-0.15)")
     ap.add_argument("--request-engine", default="vllm-0.11", help="engine for the per-request 0.11.0 replay")
-    ap.add_argument("--hardware-suffix", default="", help="e.g. -calibrated to use the calibrated GPU profiles")
+    ap.add_argument("--hardware-suffix", default="auto",
+                    help="appended to each run's GPU profile name; 'auto' (default) = -calibrated where it exists, "
+                         "'' = the datasheet profiles")
     ap.add_argument("--time-scale", type=float, default=1.0, help="shorten every stage by this factor")
     ap.add_argument("--runs", default="", help="only runs whose name contains this string")
     ap.add_argument("--jobs", type=int, default=1)
@@ -157,7 +168,7 @@ def main(argv=None) -> int:
         print(f"skipped {len(skipped)} runs: {', '.join(skipped)}")
     if not args.runs:
         print(f"\nper-request replay (vLLM 0.11.0 records, engine {args.request_engine}):")
-        for line in replay_requests(args.request_engine):
+        for line in replay_requests(args.request_engine, args.hardware_suffix):
             print("  " + line)
     med = {m: (np.median(abs_errs[m]) if abs_errs[m] else math.nan) for m in SUMMARY}
     print(f"real_runs: e2e_mean={med['e2e_mean']:.1f}% e2e_p99={med['e2e_p99']:.1f}% "

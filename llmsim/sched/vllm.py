@@ -1,13 +1,17 @@
 """vLLM's two schedulers, selected by ``mode``.
 
-``v1`` mirrors ``vllm/v1/core/sched/scheduler.py`` (v0.8-0.10, the engine's default): one token budget
+``v1`` mirrors ``vllm/v1/core/sched/scheduler.py`` (read at v0.10.2, v0.11.0 and v0.15.1; the engine's
+default since v0.8): one token budget
 (``max_num_batched_tokens``) per step, running requests first (each takes ``num_tokens -
 num_computed_tokens``, capped by ``long_prefill_token_threshold`` and the budget, so long prompts are
 chunked and mixed with decodes), then waiting requests FCFS while ``max_num_seqs`` and KV blocks allow;
 a new request's prefix-cache hit is skipped; KV is allocated only for the tokens scheduled; when a running
 request cannot get a block, ``self.running.pop()`` (the most recently admitted) is preempted by
 recompute and put back at the head of the queue, and no new request is admitted in that step; the
-step's token count is padded to the CUDA-graph capture sizes (piecewise graphs, up to 512).
+step's token count is padded to the CUDA-graph capture sizes (up to ``max_capture_size``; which sizes and
+how each step is launched come from the engine profile, ``llmsim.engines``). With async scheduling
+(v0.15.1 ``AsyncScheduler``) a running request is scheduled again before its sampled token is known; since
+output lengths are exact here, that is the same plan, one step earlier (the replica models the timing).
 
 ``v0`` mirrors ``Scheduler._schedule_default`` (v0.4-0.6, chunked prefill off): if nothing is swapped
 out, waiting prompts are admitted FCFS, each whole, while the budget (default ``max(max_model_len,
@@ -17,8 +21,9 @@ is short the last running one is preempted (recompute, or swap to CPU with ``pre
 and when nothing was preempted swapped sequences come back FCFS. Pure-decode batches are padded to the
 v0 capture sizes (1, 2, 4, 8, ..., 256).
 
-Not modelled: speculative decoding, v1's async scheduling, v0's ``delay_factor`` and multi-step
-scheduling, beam search; a request longer than ``max_model_len`` is rejected rather than truncated.
+Not modelled: speculative decoding, v0's ``delay_factor`` and multi-step scheduling, beam search, stop
+strings and EOS (outputs have exact lengths); a request longer than ``max_model_len`` is rejected rather
+than truncated.
 """
 
 from __future__ import annotations
