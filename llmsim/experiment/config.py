@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmsim.errors import ConfigError
+from llmsim.yamlio import load_yaml
 
 
 class _Strict(BaseModel):
@@ -158,13 +158,7 @@ def parse_config(data: Any, where: str) -> ExperimentConfig:
 def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
     """Read and validate an experiment YAML; returns the config and the file's folder (for relative paths)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(data, str(path)), path.parent
+    return parse_config(load_yaml(path, "experiment"), str(path)), path.parent
 
 
 def json_schema() -> dict:

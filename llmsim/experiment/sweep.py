@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llmsim.errors import ConfigError
 from llmsim.experiment.config import ExperimentConfig, parse_config
+from llmsim.yamlio import load_yaml
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
         path = resolve_workload_ref(raw["workload"], base_dir, where)
         wants_inline = any(k.startswith("workload.") for k in {**cfg.sweep.grid, **cfg.sweep.zip})
         if wants_inline:  # a sweep reaches into the workload: inline it so the override has a place to go
-            raw["workload"] = yaml.safe_load(path.read_text())
+            raw["workload"] = load_yaml(path, "workload")
             workload_dir = path.parent
     points = []
     for values in _combinations(cfg):

@@ -8,9 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from llmsim.errors import ConfigError
+from llmsim.yamlio import load_yaml
 
 COMPUTE_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
@@ -187,12 +186,7 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpe
 
 def load_hardware_file(path: str | Path) -> HardwareSpec:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = load_yaml(path, "hardware profile")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     return hardware_from_dict(data, source=str(path))
