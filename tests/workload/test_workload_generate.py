@@ -304,3 +304,10 @@ def test_with_rate_on_replay_and_errors(fixture_path):
         with_rate(make_spec(arrival={"kind": "batch"}), 1.0)
     with pytest.raises(ConfigError, match="closed-loop workload"):
         with_rate(make_spec(arrival={"kind": "closed_loop", "users": 2}), 1.0)
+
+
+@pytest.mark.parametrize("prefix", [{"kind": "multi_turn", "skew": "high"},
+                                    {"kind": "shared_system_prompt", "groups": 2, "tokens": 10, "skew": float("inf")}])
+def test_prefix_skew_must_be_a_finite_number(prefix):
+    with pytest.raises(ConfigError, match=r"^w\.yaml: prefix: 'skew' must be a finite number >= 0"):
+        load_workload({**CHAT, "prefix": prefix}, where="w.yaml")
