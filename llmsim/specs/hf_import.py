@@ -51,6 +51,12 @@ def _get(cfg: Mapping[str, Any], key: str, default: Any = ..., kind: type = int)
     return value
 
 
+def _check_divides(heads: int, hidden: int) -> None:
+    if hidden % heads:
+        raise ConfigError(f"field 'num_attention_heads': {heads} does not divide hidden_size ({hidden}), so the "
+                          "head size is not a whole number; fix it or give head_dim")
+
+
 def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     family = cfg.get("model_type")
     if family not in SUPPORTED:
@@ -59,7 +65,13 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         return _opt_spec(cfg, name)
     hidden = _get(cfg, "hidden_size")
     heads = _get(cfg, "num_attention_heads")
+    if "head_dim" not in cfg or cfg["head_dim"] is None:
+        _check_divides(heads, hidden)
     head_dim = _get(cfg, "head_dim", hidden // heads)
+    kv_heads = _get(cfg, "num_key_value_heads", heads)
+    if heads % kv_heads:
+        raise ConfigError(f"field 'num_key_value_heads': {kv_heads} does not divide num_attention_heads ({heads}); "
+                          "each KV head serves a whole group of query heads")
     act = cfg.get("hidden_act", "silu")
     window = cfg.get("sliding_window")
     if family.startswith("qwen") and not cfg.get("use_sliding_window", False):
@@ -81,7 +93,7 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         num_layers=_get(cfg, "num_hidden_layers"),
         hidden_size=hidden,
         num_heads=heads,
-        num_kv_heads=_get(cfg, "num_key_value_heads", heads),
+        num_kv_heads=kv_heads,
         head_dim=head_dim,
         ffn_size=ffn,
         vocab_size=_get(cfg, "vocab_size"),
@@ -101,6 +113,7 @@ def _opt_spec(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise ConfigError("field 'word_embed_proj_dim': projected embeddings (OPT-350m) are not supported")
     max_pos = _get(cfg, "max_position_embeddings")
     heads = _get(cfg, "num_attention_heads")
+    _check_divides(heads, hidden)
     return ModelSpec(
         name=name,
         family="opt",
