@@ -17,6 +17,7 @@ from typing import Any
 
 from llmsim.errors import ConfigError
 from llmsim.experiment.config import ExperimentConfig, parse_config
+from llmsim.experiment.limits import check_sweep_size
 from llmsim.yamlio import load_yaml
 
 
@@ -82,6 +83,8 @@ def point_id(config: ExperimentConfig, seed: int) -> str:
 
 def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
     """All (sweep point x seed) runs of an experiment, in a deterministic order."""
+    seeds = cfg.sweep.grid.get("seeds") or cfg.sweep.zip.get("seeds")
+    check_sweep_size(cfg.sweep.grid, cfg.sweep.zip, [0] if seeds else cfg.seeds, where)
     raw = cfg.model_dump(mode="python", exclude={"sweep"})
     workload_dir = base_dir
     if isinstance(raw["workload"], str):
