@@ -15,17 +15,26 @@ from llmsim.specs.model import ModelSpec
 
 ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
 SUPPORTED = (*ROTARY_FAMILIES, "opt")
+MAX_CONFIG_BYTES = 16 << 20
 
 
 def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Load ``path`` (a config.json); errors name the file and the field."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a config.json is a few kB")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a Hugging Face config.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     try:

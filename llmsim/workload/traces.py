@@ -9,6 +9,7 @@ Loaders live in ``trace_formats.py``; this module holds the data type and the fo
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import math
@@ -187,11 +188,16 @@ def load_trace(
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: trace file not found")
-    fmt = trace_formats.detect_format(path) if format == "auto" else format
-    loader = TRACE_FORMATS.get(fmt)
-    _check_options(loader, path, fmt, options)
-    trace = loader(path, strict, **options)
+        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
+    try:
+        fmt = trace_formats.detect_format(path) if format == "auto" else format
+        loader = TRACE_FORMATS.get(fmt)
+        _check_options(loader, path, fmt, options)
+        trace = loader(path, strict, **options)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
     rng = np.random.default_rng(seed)
     trace = _order_and_rebase(trace)
     trace = _spread(trace, spread_s, rng)
