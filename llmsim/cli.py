@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -21,20 +24,61 @@ def _fmt_s(s: float) -> str:
     return f"{s * 1e3:.3f} ms"
 
 
+# the flag behind an error message's leading field name ("tp=3 does not divide ...", "batch_size: ...")
+FLAGS = {"tp": "--tp", "pp": "--pp", "batch_size": "--batch-size", "input_len": "--input-len",
+         "output_len": "--output-len", "gpu_memory_utilization": "--gpu-memory-utilization",
+         "block_size": "--block-size", "kv_dtype": "--kv-dtype", "precision": "--precision"}
+MAX_ESTIMATE_BATCH = 1_000_000  # sequences in one static batch; costing is O(batch) per step
+MAX_WINDOWED_CELLS = 20_000_000  # batch x decode steps, for sliding-window models (costed per cell)
+
+
+def _flagged(flag: str, build, *args):
+    """``build(*args)``; a user-facing error gets the flag it came from in front."""
+    try:
+        return build(*args)
+    except LlmsimError as exc:
+        raise type(exc)(f"{flag}: {exc}") from None
+
+
 def _load_common(args: argparse.Namespace):
     from llmsim.specs import ParallelLayout, Precision, load_hardware, load_model
 
-    model = load_model(args.model)
-    hardware = load_hardware(args.hardware)
+    model = _flagged("--model", load_model, args.model)
+    hardware = _flagged("--hardware", load_hardware, args.hardware)
     layout = ParallelLayout(tp=args.tp, pp=args.pp)
     precision = Precision.parse(args.precision, args.kv_dtype)
+    _flagged("--precision", hardware.peak_flops, precision.compute)
     return model, hardware, layout, precision
 
 
+def _check_batch(args: argparse.Namespace, model) -> None:
+    if args.block_size < 1:
+        raise LlmsimError(f"--block-size: must be a positive integer, got {args.block_size}")
+    if args.batch_size > MAX_ESTIMATE_BATCH:
+        raise LlmsimError(f"--batch-size: at most {MAX_ESTIMATE_BATCH:,} sequences in one static batch, got "
+                          f"{args.batch_size:,}")
+    if model.sliding_window and args.batch_size * args.output_len > MAX_WINDOWED_CELLS:
+        raise LlmsimError(f"--batch-size x --output-len: at most {MAX_WINDOWED_CELLS:,} for a sliding-window "
+                          f"model ({model.name}), got {args.batch_size * args.output_len:,}")
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
+    try:
+        return _estimate(args)
+    except LlmsimError as exc:
+        text = str(exc)
+        head = re.match(r"([a-z_]+)(=|: )", text)
+        if head and head[1] in FLAGS:  # "tp: must be ..." -> "--tp: must be ..."; "tp=3 ..." -> "--tp: tp=3 ..."
+            rest = text[head.end():] if head[2] == ": " else text
+            raise type(exc)(f"{FLAGS[head[1]]}: {rest}") from None
+        raise
+
+
+def _estimate(args: argparse.Namespace) -> int:
     from llmsim.cost.estimate import breakdown, estimate
 
     model, hardware, layout, precision = _load_common(args)
+    _check_batch(args, model)
     est = estimate(model, hardware, layout, precision, batch_size=args.batch_size, input_len=args.input_len,
                    output_len=args.output_len, gpu_memory_utilization=args.gpu_memory_utilization,
                    block_size=args.block_size)
@@ -135,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-len", type=int, required=True)
     p.add_argument("--output-len", type=int, required=True)
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--block-size", type=int, default=16, help="paged-KV block size in tokens (default 16)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--breakdown", action="store_true", help="per-operator tables of prefill and decode")
     p.set_defaults(func=cmd_estimate)
@@ -165,11 +209,41 @@ def _plugin_commands():
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = _warnings_to_stderr()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at interpreter exit
+        return code
     except LlmsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(str(exc) or "interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `llmsim models | head -1`: the reader left; stop quietly, as Unix tools do
+        _silence_stdout()
+        return 141
+    finally:
+        logging.getLogger("llmsim").removeHandler(handler)
+
+
+def _warnings_to_stderr() -> logging.Handler:
+    """Warnings of the llmsim loggers as ``warning: ...`` lines on stderr (run.log keeps its own copy)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    logging.getLogger("llmsim").addHandler(handler)
+    return handler
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -20,3 +20,8 @@ class UnknownNameError(ConfigError):
 
 class InfeasibleError(LlmsimError):
     """The configuration is well formed but physically impossible (model does not fit, bad TP split)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, caught where there is something to say (what was kept, how to resume). The CLI prints the
+    message as one line and exits with 130, as a shell does for SIGINT."""

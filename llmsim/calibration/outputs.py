@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from llmsim.calibration.collectives import fit_allreduce
 from llmsim.calibration.environment import device_folder_name
@@ -29,6 +28,7 @@ from llmsim.cost.calibrated import CalibratedTimer
 from llmsim.errors import ConfigError
 from llmsim.specs import hardware_from_dict
 from llmsim.specs.hardware import load_hardware_file
+from llmsim.yamlio import load_yaml
 
 FORMAT = 1
 
@@ -140,10 +140,10 @@ def _write_run_yaml(run: Run, folder: Path) -> Path:
 
 def load_run(folder: Path) -> Run:
     """A run from a data folder written earlier (CSVs + run.yaml), to refit without measuring."""
-    try:
-        meta = yaml.safe_load((folder / "run.yaml").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{folder}: cannot read run.yaml ({exc})") from None
+    meta = load_yaml(folder / "run.yaml", "calibration run metadata")
+    if not isinstance(meta, dict) or not {"environment", "base", "base_name", "launch_s"} <= set(meta):
+        raise ConfigError(f"{folder / 'run.yaml'}: expected a mapping with environment, base, base_name and "
+                          "launch_s (as `llmsim calibrate` writes it)")
     env = meta["environment"]
     grids = grids_for(env["device"], quick=False)  # the grids only plan a sweep; a refit needs none
     all_rows = read_csvs(folder)

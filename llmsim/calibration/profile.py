@@ -13,14 +13,15 @@ import yaml
 
 from llmsim.errors import ConfigError
 from llmsim.specs import HardwareSpec
+from llmsim.yamlio import load_yaml
 
 
 def profile_yaml_data(hw: HardwareSpec) -> dict[str, Any]:
     """The YAML mapping a shipped profile was loaded from (comments are not kept)."""
     try:
-        data = yaml.safe_load(Path(hw.source).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"base profile {hw.name}: cannot read {hw.source} ({exc})") from None
+        data = load_yaml(Path(hw.source), "hardware profile")
+    except ConfigError as exc:
+        raise ConfigError(f"base profile {hw.name}: {exc}") from None
     data.pop("calibration", None)  # a recalibration replaces, never stacks, an earlier one
     return data
 

@@ -23,6 +23,10 @@ GPU_POINTS = {
     "decode": [(1, 512), (1, 2048), (8, 512), (16, 2048), (32, 1024), (64, 1024), (64, 2048), (128, 512)],
 }
 QUICK_POINTS = {"prefill": [(1, 32), (2, 64)], "decode": [(1, 64), (4, 64)]}
+# --quick on a CPU times a model of at most this many parameters (~100 MB in bf16: seconds per point on one
+# thread); a bigger one (the default llama-3.1-8b would need ~16 GB and hours) is shrunk by quick_cpu_model
+QUICK_CPU_MAX_PARAMS = 50e6
+QUICK_CPU_MAX_CASE_S = 2.0
 
 
 def register(subparsers: Any) -> None:
@@ -38,8 +42,31 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_validate)
 
 
+def quick_cpu_model(model):
+    """The model's architecture at toy size, for ``--quick`` on a CPU: 2 layers, its head size, its kind of
+    attention (MHA: 4 heads; GQA: 2 KV heads, each serving up to 4 query heads; MQA: 1 KV head, up to 8 query
+    heads), its MLP/hidden ratio, a vocabulary of at most 8192. Measured and predicted times then both refer
+    to this model."""
+    from dataclasses import replace
+
+    if model.param_count() <= QUICK_CPU_MAX_PARAMS:
+        return model
+    group = model.num_heads // model.num_kv_heads
+    if model.num_kv_heads == 1:
+        heads, kv_heads = min(model.num_heads, 8), 1
+    else:
+        heads, kv_heads = (4, 4) if group == 1 else (2 * min(group, 4), 2)
+    hidden = heads * model.head_dim
+    ffn = max(64, round(hidden * model.ffn_size / model.hidden_size / 64) * 64)
+    return replace(model, name=f"{model.name}-quick-cpu", num_layers=2, hidden_size=hidden, num_heads=heads,
+                   num_kv_heads=kv_heads, ffn_size=ffn, vocab_size=min(model.vocab_size, 8192))
+
+
 def measure_points(torch: Any, fwd: Any, harness: Any, points: dict[str, list[tuple[int, int]]]) -> list[dict]:
+    from llmsim.calibration.runner import say
+
     rows = []
+    total, done = sum(len(p) for p in points.values()), 0
     for kind, pts in points.items():
         for batch, length in pts:
             if kind == "prefill":
@@ -50,6 +77,8 @@ def measure_points(torch: Any, fwd: Any, harness: Any, points: dict[str, list[tu
                 timing = harness.time(lambda tokens=tokens, length=length: fwd.step(tokens, length))
             rows.append(dict(kind=kind, batch=batch, length=length, measured_s=timing.median_s,
                              spread=timing.spread, samples=timing.samples))
+            done += 1
+            say(f"  [{done}/{total}] {kind} batch {batch} x {length}: {timing.median_s * 1e3:.3f} ms")
     return rows
 
 
@@ -95,6 +124,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from llmsim.calibration.commands import import_torch
     from llmsim.calibration.environment import describe
     from llmsim.calibration.forward import LlamaForward
+    from llmsim.calibration.runner import say
     from llmsim.calibration.timing import Harness
     from llmsim.specs import load_hardware, load_model
 
@@ -104,12 +134,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.device == "cpu" and args.threads > 0:
         torch.set_num_threads(args.threads)
     model, hardware = load_model(args.model), load_hardware(args.hardware)
+    max_case_s = 5.0
+    if args.quick and args.device == "cpu":
+        small = quick_cpu_model(model)
+        if small is not model:
+            say(f"--quick on a CPU: {model.name} ({model.param_count() / 1e9:.1f}B parameters) would take hours "
+                f"here; timing {small.name} instead ({small.num_layers} layers, hidden {small.hidden_size}, "
+                f"{small.num_heads}/{small.num_kv_heads} heads of {small.head_dim}, vocabulary {small.vocab_size}: "
+                f"{small.param_count() / 1e6:.1f}M parameters)")
+        model, max_case_s = small, QUICK_CPU_MAX_CASE_S
     points = QUICK_POINTS if args.quick else GPU_POINTS
     max_batch = max(b for pts in points.values() for b, _ in pts)
     max_len = max(n for pts in points.values() for _, n in pts) + 1
     with torch.inference_mode():
         fwd = LlamaForward(torch, model, args.device, args.dtype, max_batch, max_len)
-        rows = measure_points(torch, fwd, Harness(torch, args.device, min_repeats=3, max_repeats=10), points)
+        say(f"validate: {model.name}, {sum(len(p) for p in points.values())} points on {args.device}")
+        harness = Harness(torch, args.device, min_repeats=3, max_repeats=10, max_case_s=max_case_s)
+        rows = measure_points(torch, fwd, harness, points)
     df = predict(rows, model, hardware, args.dtype)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

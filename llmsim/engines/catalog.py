@@ -13,10 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from llmsim.engines.profile import BatchDefaults, CpuCosts, CudaGraphs, EngineProfile, FrontendCosts
 from llmsim.errors import ConfigError, UnknownNameError
+from llmsim.yamlio import load_yaml
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 TOP_FIELDS = ("name", "description", "family", "version", "scheduler", "usage_context", "batch_defaults",
@@ -32,12 +31,7 @@ def engine_names() -> list[str]:
 
 
 def _read(path: Path, where: str) -> Mapping[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{where}: not valid YAML ({exc})") from None
+    data = load_yaml(path, "engine profile")
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a YAML mapping at the top level")
     return data

@@ -9,14 +9,15 @@ when the point is built, with the same message format.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmsim.errors import ConfigError
+from llmsim.yamlio import load_yaml
 
 
 class _Strict(BaseModel):
@@ -60,6 +61,12 @@ class StopConfig(_Strict):
     def _bounded(self) -> StopConfig:
         if self.num_requests is None and self.duration_s is None:
             raise ValueError("give num_requests or duration_s")
+        if self.num_requests is not None and self.warmup_requests >= self.num_requests:
+            raise ValueError(f"warmup_requests: {self.warmup_requests} leaves none of the {self.num_requests} "
+                             "requests to summarise; it must be less than num_requests")
+        if self.duration_s is not None and self.warmup_s >= self.duration_s:
+            raise ValueError(f"warmup_s: {self.warmup_s} leaves none of the {self.duration_s} s run to "
+                             "summarise; it must be less than duration_s")
         return self
 
 
@@ -151,6 +158,16 @@ def _explain(err: dict) -> str:
     return f"{msg}, got {got!r}" if got is not None and not isinstance(got, Mapping) else msg
 
 
+def _located(err: dict) -> str:
+    """``loc: message``; a model check's message that starts with its field (``warmup_requests: ...``) moves
+    the field into the path (``stop.warmup_requests: ...``)."""
+    loc, text = _format_loc(err["loc"]), _explain(err)
+    head = re.match(r"([a-z_]+): ", text)
+    if err["type"] == "value_error" and head and loc != "(top level)":
+        loc, text = f"{loc}.{head[1]}", text[head.end():]
+    return f"{loc}: {text}"
+
+
 def parse_config(data: Any, where: str) -> ExperimentConfig:
     """Validate a mapping; raise ConfigError naming ``where`` and the first bad field's path."""
     if not isinstance(data, Mapping):
@@ -159,7 +176,7 @@ def parse_config(data: Any, where: str) -> ExperimentConfig:
         return ExperimentConfig.model_validate(dict(data))
     except ValidationError as exc:
         errors = exc.errors()
-        lines = [f"{where}: {_format_loc(e['loc'])}: {_explain(e)}" for e in errors[:5]]
+        lines = [f"{where}: {_located(e)}" for e in errors[:5]]
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         raise ConfigError("; ".join(lines) + more) from None
 
@@ -167,13 +184,7 @@ def parse_config(data: Any, where: str) -> ExperimentConfig:
 def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
     """Read and validate an experiment YAML; returns the config and the file's folder (for relative paths)."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(data, str(path)), path.parent
+    return parse_config(load_yaml(path, "experiment"), str(path)), path.parent
 
 
 def json_schema() -> dict:

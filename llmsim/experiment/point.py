@@ -20,23 +20,78 @@ def load_point_workload(point: Point):
     return load_workload(cfg.workload, where=f"{point.where}: workload", base_dir=point.workload_dir)
 
 
-def preflight(point: Point) -> None:
-    """Fail fast, before any point runs, on names and blocks that cannot be built (exit 2, field named)."""
+def _at(where: str, field: str, build, *args, **kwargs):
+    """``build(*args)``, its user-facing errors prefixed with the file and the field they concern."""
+    from llmsim.errors import ConfigError, LlmsimError
+
+    try:
+        return build(*args, **kwargs)
+    except LlmsimError as exc:
+        text = str(exc)
+        if text.startswith(f"{where}: "):
+            raise ConfigError(text) from None
+        if field == "layout" and text[:3] in ("tp=", "pp="):  # "tp=3 does not divide the 32 heads ..."
+            field = f"layout.{text[:2]}"
+        raise ConfigError(f"{where}: {field}: {text}") from None
+
+
+def _check_sim_kv(kv: dict, where: str) -> None:
+    """The KV keys the simulator reads itself (the rest go to the KV manager, which checks its own)."""
+    from llmsim.errors import ConfigError
+
+    for key, integer in (("block_size", True), ("num_blocks", True), ("swap_space_gb", False)):
+        if key not in kv:
+            continue
+        v = kv[key]
+        ok = not isinstance(v, bool) and (isinstance(v, int) and v >= 1 if integer else
+                                          isinstance(v, int | float) and 0 <= v < math.inf)
+        if not ok:
+            what = "a positive integer" if integer else "a finite number >= 0"
+            raise ConfigError(f"{where}: kv.{key}: expected {what}, got {v!r}")
+
+
+def preflight(point: Point) -> list[str]:
+    """Fail fast, before any point runs (exit 2, file and field named), on what cannot be built or run:
+    names and blocks, a TP/PP split or precision the model or hardware cannot take, a model that does not
+    fit in memory (the simulator's own memory plan), a run too large for this machine's memory. Returns
+    warnings to show once (a trace sorted by time, malformed trace rows skipped)."""
     from llmsim.cost import CostModel
     from llmsim.engines import load_engine, resolve_engine
-    from llmsim.errors import ConfigError
+    from llmsim.experiment.limits import check_run_size
+    from llmsim.kv import KV_MANAGERS
     from llmsim.sched import SCHEDULERS
+    from llmsim.sim.setup import default_kv_kind, deployment
 
-    cfg = point.config
-    try:
-        model, hardware = load_model(cfg.model), load_hardware(cfg.hardware)
-        precision = Precision.parse(cfg.precision, cfg.kv_dtype)
-        CostModel(model, hardware, ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp), precision)
-        runtime = resolve_engine(load_engine(cfg.engine), hardware, dict(cfg.scheduler), cfg.kv, cfg.max_model_len)
-    except ConfigError as exc:
-        raise ConfigError(f"{point.where}: {exc}") from None
-    SCHEDULERS.build(dict(runtime.scheduler_block), where=f"{point.where}: scheduler")
-    load_point_workload(point)
+    cfg, where = point.config, point.where
+    model = _at(where, "model", load_model, cfg.model)
+    hardware = _at(where, "hardware", load_hardware, cfg.hardware)
+    precision = _at(where, "precision", Precision.parse, cfg.precision, cfg.kv_dtype)
+    _at(where, "precision", hardware.peak_flops, precision.compute)
+    layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
+    cost_model = _at(where, "layout", CostModel, model, hardware, layout, precision)
+    engine = _at(where, "engine", load_engine, cfg.engine)
+    runtime = _at(where, "scheduler", resolve_engine, engine, hardware, dict(cfg.scheduler), cfg.kv,
+                  cfg.max_model_len)
+    scheduler = SCHEDULERS.build(dict(runtime.scheduler_block), where=f"{where}: scheduler")
+    kv = {"kind": runtime.kv_kind or default_kv_kind(runtime.scheduler_block), **(cfg.kv or {})}
+    _check_sim_kv(kv, where)
+    dep = _at(where, "layout", deployment, model, hardware, layout, precision, dict(cfg.scheduler),
+              {**kv, "gpu_memory_utilization": cfg.memory.gpu_memory_utilization}, cfg.max_model_len,
+              cost_model, engine)
+    KV_MANAGERS.build(dep.kv_block, where=f"{where}: kv",
+                      **{k: v for k, v in dep.kv_defaults.items() if k not in dep.kv_block})
+    spec = load_point_workload(point)
+    check_run_size(where, cfg.stop, spec, scheduler.max_num_seqs, model.max_context)
+    return _workload_warnings(spec)
+
+
+def _workload_warnings(spec) -> list[str]:
+    trace = spec.trace
+    if trace is None:
+        return []
+    notes = [f"{trace.path}: {note}" for note in trace.warnings]
+    report = trace.malformed_report(limit=3)
+    return notes + ([report] if report else [])
 
 
 def _slo(point: Point) -> dict[str, float]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,26 @@ def has_parquet() -> bool:
     except ImportError:
         return False
     return True
+
+
+OUTPUT_FILES = ("experiment.yaml", "points.json", "summary.json", "summary.csv", "summary.parquet",
+                "requests.csv", "requests.parquet", "steps.csv", "steps.parquet")
+# what mkstemp(prefix=".NAME.") leaves behind when a write is killed: ".steps.csv.k2j_8xq1"
+_PARTIAL = re.compile(r"^\.(" + "|".join(re.escape(n) for n in OUTPUT_FILES) + r")\.[A-Za-z0-9_]{8}$")
+
+
+def remove_partial_files(directory: Path) -> list[Path]:
+    """Delete the hidden temporary files of writes that were killed (``kill -9`` mid-write) in a results
+    directory and its points; only names this module's atomic writes produce are touched."""
+    removed = []
+    for folder in [directory, *sorted((directory / "points").glob("*"))]:
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if _PARTIAL.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

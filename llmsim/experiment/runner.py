@@ -10,18 +10,24 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, Interrupted, LlmsimError
 from llmsim.experiment.config import ExperimentConfig, load_config, parse_config
 from llmsim.experiment.point import preflight, run_point
-from llmsim.experiment.results import Results, atomic_write_text, json_default, write_table
+from llmsim.experiment.results import (
+    Results,
+    atomic_write_text,
+    json_default,
+    remove_partial_files,
+    write_table,
+)
 from llmsim.experiment.sweep import Point, expand
+from llmsim.experiment.workers import run_in_processes
 
 EXECUTORS = ("local", "dask")
 log = logging.getLogger("llmsim.run")
@@ -56,7 +62,14 @@ def _done_summary(point: Point, out_dir: Path | None) -> dict | None:
     if out_dir is None:
         return None
     path = out_dir / "points" / point.id / "summary.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: unreadable (%s); running point %s again", path, exc, point.id)
+        return None
+    return done if isinstance(done, dict) else None
 
 
 def _write_index(points: list[Point], out_dir: Path, source_text: str) -> None:
@@ -87,10 +100,7 @@ def _execute(todo: list[Point], out_dir: Path | None, jobs: int, executor: str,
         for p in todo:
             on_done(p, _run_and_store(p, out_dir))
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [(p, pool.submit(_run_and_store, p, out_dir)) for p in todo]
-            for p, fut in futures:
-                on_done(p, fut.result())
+        run_in_processes(todo, out_dir, jobs, _run_and_store, on_done)
 
 
 def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str | Path | None = None, *,
@@ -104,22 +114,38 @@ def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str
         raise ConfigError(f"--jobs: must be a positive integer, got {jobs}")
     cfg, base, where, text = _coerce(config, base_dir)
     points = expand(cfg, base, where)
-    checked: set[str] = set()
-    for p in points:
-        key = json.dumps(p.config.model_dump(mode="json"), sort_keys=True)
-        if key not in checked:
-            checked.add(key)
-            preflight(p)
+    notes = _preflight_all(points)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        _write_index(points, out, text)
-    handler = _setup_log(out)
+    handler = None
     try:
+        if out is not None:
+            _write_index(points, out, text)
+        handler = _setup_log(out)
+        for note in notes:
+            log.warning("%s", note)
         return _run_points(points, out, jobs, executor, progress)
+    except OSError as exc:  # an unwritable or full results directory: the user's to fix, not a crash
+        if isinstance(exc, BrokenPipeError):
+            raise
+        where = exc.filename or out
+        raise LlmsimError(f"{where}: cannot write results there ({exc.strerror or exc})") from None
     finally:
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+
+
+def _preflight_all(points: list[Point]) -> list[str]:
+    """Check every distinct point before any runs (a bad last point fails now, not after hours); returns
+    the distinct warnings, in order."""
+    checked: set[str] = set()
+    notes: dict[str, None] = {}
+    for p in points:
+        key = json.dumps(p.config.model_dump(mode="json"), sort_keys=True)
+        if key not in checked:
+            checked.add(key)
+            notes.update(dict.fromkeys(preflight(p)))
+    return list(notes)
 
 
 def _coerce(config, base_dir) -> tuple[ExperimentConfig, Path, str, str]:
@@ -138,6 +164,9 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
     requests: dict[str, pd.DataFrame] = {}
     steps: dict[str, pd.DataFrame] = {}
     todo = []
+    if out is not None:
+        for stale in remove_partial_files(out):
+            log.info("removed %s, left by an interrupted write", stale)
     for p in points:
         done = _done_summary(p, out)
         if done is not None:
@@ -158,6 +187,8 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
 
     try:
         _execute(todo, out, jobs, executor, on_done)
+    except KeyboardInterrupt:
+        raise Interrupted(_interrupted_message(len(summaries), len(points), out)) from None
     finally:
         if bar is not None:
             bar[0].stop()
@@ -168,10 +199,20 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
     return Results(summary=table, directory=out, _requests=requests, _steps=steps)
 
 
+def _interrupted_message(done: int, total: int, out: Path | None) -> str:
+    log.info("interrupted: %d of %d points done", done, total)
+    if out is None:
+        return f"interrupted: {done} of {total} points had finished; nothing was written"
+    return (f"interrupted: {done} of {total} points are done and kept in {out}/; run the same command again to "
+            "resume (finished points are skipped)")
+
+
 def _progress(total: int):
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("sweep points"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    bar = Progress(TextColumn("sweep points"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True))  # stdout carries the summary table only (`| head` works)
     task = bar.add_task("run", total=total)
     bar.start()
     return bar, task

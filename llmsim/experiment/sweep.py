@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from llmsim.errors import ConfigError
 from llmsim.experiment.config import ExperimentConfig, parse_config
+from llmsim.experiment.limits import check_sweep_size
+from llmsim.yamlio import load_yaml
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,15 @@ def point_id(config: ExperimentConfig, seed: int) -> str:
 
 def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
     """All (sweep point x seed) runs of an experiment, in a deterministic order."""
+    seeds = cfg.sweep.grid.get("seeds") or cfg.sweep.zip.get("seeds")
+    check_sweep_size(cfg.sweep.grid, cfg.sweep.zip, [0] if seeds else cfg.seeds, where)
     raw = cfg.model_dump(mode="python", exclude={"sweep"})
     workload_dir = base_dir
     if isinstance(raw["workload"], str):
         path = resolve_workload_ref(raw["workload"], base_dir, where)
         wants_inline = any(k.startswith("workload.") for k in {**cfg.sweep.grid, **cfg.sweep.zip})
         if wants_inline:  # a sweep reaches into the workload: inline it so the override has a place to go
-            raw["workload"] = yaml.safe_load(path.read_text())
+            raw["workload"] = load_yaml(path, "workload")
             workload_dir = path.parent
     points = []
     for values in _combinations(cfg):

@@ -7,6 +7,7 @@ A scheduler is pure decision logic: given its queues and the KV manager's verbs 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from llmsim.errors import ConfigError
@@ -20,9 +21,22 @@ SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
 PREEMPTION_MODES = ("recompute", "swap")
 
 
-def _positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f'"{name}" must be a positive integer, got {value!r}')
+def _positive_int(name: str, value: object, low: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ConfigError(f'"{name}" must be {what}, got {value!r}')
+    return value
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ConfigError(f'"{name}" must be a finite number >= 0, got {value!r}')
+    return float(value)
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f'"{name}" must be true or false, got {value!r}')
     return value
 
 

@@ -12,9 +12,8 @@ swapped back in when chosen. Prefills run whole (no chunking), as in the paper's
 
 from __future__ import annotations
 
-from llmsim.errors import ConfigError
 from llmsim.kv.base import ceil_div
-from llmsim.sched.base import SCHEDULERS, Scheduler
+from llmsim.sched.base import SCHEDULERS, Scheduler, _positive_int
 from llmsim.sched.plan import Plan
 from llmsim.sched.seq import RUNNING, SWAPPED, WAITING, Seq
 
@@ -32,8 +31,7 @@ class FastServeScheduler(Scheduler):
         for name, value in (("num_levels", num_levels), ("base_quantum", base_quantum),
                             ("prefill_tokens_per_iteration", prefill_tokens_per_iteration),
                             ("starvation_steps", starvation_steps)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f'"{name}" must be a positive integer, got {value!r}')
+            _positive_int(name, value)
         self.num_levels = num_levels
         self.base_quantum = base_quantum
         self.prefill_tokens_per_iteration = prefill_tokens_per_iteration

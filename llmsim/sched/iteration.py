@@ -8,8 +8,7 @@ knobs (chunking, what is reserved on admission, watermark, order of the running 
 
 from __future__ import annotations
 
-from llmsim.errors import ConfigError
-from llmsim.sched.base import Scheduler
+from llmsim.sched.base import Scheduler, _positive_int
 from llmsim.sched.cudagraph import padded_size
 from llmsim.sched.plan import Plan
 from llmsim.sched.seq import RUNNING, Seq
@@ -33,9 +32,8 @@ class IterationScheduler(Scheduler):
                  preemption_mode: str = "recompute", long_prefill_token_threshold: int = 0,
                  capture_sizes: list[int] | None = None) -> None:
         super().__init__(max_num_seqs, max_num_batched_tokens or UNLIMITED, preemption_mode)
-        if long_prefill_token_threshold < 0:
-            raise ConfigError('"long_prefill_token_threshold" must be >= 0')
-        self.long_prefill_token_threshold = long_prefill_token_threshold
+        self.long_prefill_token_threshold = _positive_int("long_prefill_token_threshold",
+                                                          long_prefill_token_threshold, low=0)
         self.capture_sizes = capture_sizes or []
         self.chunked_prefill = self.chunked
 

@@ -9,7 +9,7 @@ a decode that cannot get a block preempts the most recently admitted request by 
 
 from __future__ import annotations
 
-from llmsim.sched.base import SCHEDULERS
+from llmsim.sched.base import SCHEDULERS, _positive_int
 from llmsim.sched.iteration import IterationScheduler
 
 
@@ -22,4 +22,4 @@ class SarathiScheduler(IterationScheduler):
     decodes_first = True
 
     def __init__(self, chunk_size: int = 512, max_num_seqs: int = 128, preemption_mode: str = "recompute") -> None:
-        super().__init__(max_num_seqs, chunk_size, preemption_mode)
+        super().__init__(max_num_seqs, _positive_int("chunk_size", chunk_size), preemption_mode)

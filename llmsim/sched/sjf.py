@@ -11,8 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from llmsim.errors import ConfigError
-from llmsim.sched.base import SCHEDULERS
+from llmsim.sched.base import SCHEDULERS, _non_negative
 from llmsim.sched.iteration import IterationScheduler
 from llmsim.sched.seq import Seq
 
@@ -53,8 +52,7 @@ class SJFScheduler(IterationScheduler):
 
     def __init__(self, predictor_error: float = 0.0, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                  long_prefill_token_threshold: int = 0) -> None:
-        if predictor_error < 0:
-            raise ConfigError('"predictor_error" must be >= 0')
+        _non_negative("predictor_error", predictor_error)
         super().__init__(max_num_seqs, max_num_batched_tokens, "recompute", long_prefill_token_threshold)
         self.predictor_error = float(predictor_error)
         self.waiting = SeqHeap(self.predicted_remaining)

@@ -10,8 +10,7 @@ KV is reserved per request at admission (use ``kv: {kind: contiguous}``).
 
 from __future__ import annotations
 
-from llmsim.errors import ConfigError
-from llmsim.sched.base import SCHEDULERS, Scheduler
+from llmsim.sched.base import SCHEDULERS, Scheduler, _non_negative
 from llmsim.sched.plan import Plan
 from llmsim.sched.seq import FINISHED, RUNNING, Seq
 
@@ -23,9 +22,7 @@ class StaticScheduler(Scheduler):
 
     def __init__(self, max_batch_size: int = 8, max_wait_s: float = 0.1) -> None:
         super().__init__(max_batch_size, 1 << 40, "recompute")
-        if max_wait_s < 0:
-            raise ConfigError('"max_wait_s" must be >= 0')
-        self.max_wait_s = float(max_wait_s)
+        self.max_wait_s = _non_negative("max_wait_s", max_wait_s)
         self._max_prompt = 0
         self._step = 0  # decode steps done by the current batch
 

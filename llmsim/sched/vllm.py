@@ -29,7 +29,7 @@ than truncated.
 from __future__ import annotations
 
 from llmsim.errors import ConfigError
-from llmsim.sched.base import SCHEDULERS
+from llmsim.sched.base import SCHEDULERS, _flag, _positive_int
 from llmsim.sched.cudagraph import padded_size, v0_capture_sizes, v1_capture_sizes
 from llmsim.sched.iteration import IterationScheduler
 from llmsim.sched.plan import Plan
@@ -43,9 +43,10 @@ class VllmV1Scheduler(IterationScheduler):
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                  long_prefill_token_threshold: int = 0, enable_chunked_prefill: bool = True,
                  cuda_graph: bool = True, max_capture_size: int = 512, capture_rule: str = "v1") -> None:
-        sizes = v1_capture_sizes(max_capture_size, capture_rule) if cuda_graph else []
+        _positive_int("max_capture_size", max_capture_size)
+        sizes = v1_capture_sizes(max_capture_size, capture_rule) if _flag("cuda_graph", cuda_graph) else []
         super().__init__(max_num_seqs, max_num_batched_tokens, "recompute", long_prefill_token_threshold, sizes)
-        self.chunked = self.chunked_prefill = bool(enable_chunked_prefill)
+        self.chunked = self.chunked_prefill = _flag("enable_chunked_prefill", enable_chunked_prefill)
 
 
 class VllmV0Scheduler(IterationScheduler):
@@ -58,8 +59,9 @@ class VllmV0Scheduler(IterationScheduler):
 
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                  preemption_mode: str = "recompute", cuda_graph: bool = True, max_capture_size: int = 256) -> None:
+        _positive_int("max_capture_size", max_capture_size)
         super().__init__(max_num_seqs, max_num_batched_tokens or 2048, preemption_mode, 0,
-                         v0_capture_sizes(max_capture_size) if cuda_graph else [])
+                         v0_capture_sizes(max_capture_size) if _flag("cuda_graph", cuda_graph) else [])
         self._budget_given = max_num_batched_tokens is not None
 
     def bind(self, kv, swap=None, max_model_len=None) -> None:

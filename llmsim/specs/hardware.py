@@ -2,17 +2,68 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from llmsim.errors import ConfigError
+from llmsim.yamlio import load_yaml
 
 COMPUTE_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+@dataclass(frozen=True, slots=True)
+class Num:
+    """A numeric profile field: finite, ``>= low`` (``> low`` when ``open``), ``<= high``."""
+
+    low: float = 0.0
+    open: bool = False
+    high: float = math.inf
+
+    def check(self, value: float, where: str) -> None:
+        if not (math.isfinite(value) and (value > self.low if self.open else value >= self.low)
+                and value <= self.high):
+            raise ConfigError(f"{where}: expected a finite number {self}, got {value!r}")
+
+    def __str__(self) -> str:
+        low = f"{'>' if self.open else '>='} {self.low:g}"
+        return low if self.high == math.inf else f"{low} and <= {self.high:g}"
+
+
+POSITIVE, NON_NEGATIVE, FRACTION = Num(0.0, open=True), Num(0.0), Num(0.0, open=True, high=1.0)
+TEXT, FREE = "text", "a mapping checked elsewhere"
+LINK_KEYS = {"name": TEXT, "bytes_per_s": POSITIVE, "latency_s": NON_NEGATIVE}
+# Every key a profile YAML may hold: a nested dict is a block whose keys are checked in turn; a leaf says
+# what the value must be. Unknown or misspelled keys are errors naming the file and the key. To give
+# profiles a new field or block, add it here (and to HardwareSpec / hardware_from_dict).
+PROFILE_KEYS: dict[str, Any] = {
+    "name": TEXT,
+    "description": TEXT,
+    "peak_flops_per_s": {dtype: POSITIVE for dtype in COMPUTE_DTYPES},  # dense tensor-core FLOP/s per dtype
+    "hbm_bytes": POSITIVE,
+    "hbm_bytes_per_s": POSITIVE,
+    "l2_bytes": NON_NEGATIVE,
+    "sm_count": NON_NEGATIVE,
+    "tdp_w": NON_NEGATIVE,
+    "price_per_hour_usd": NON_NEGATIVE,
+    "host_memory_bytes": NON_NEGATIVE,
+    "interconnect": {"gpus_per_node": Num(1.0), "intra_node": LINK_KEYS, "inter_node": LINK_KEYS,
+                     "host": LINK_KEYS},
+    "efficiency": {"gemm": FRACTION, "attention": FRACTION, "memory": FRACTION, "comm": FRACTION},
+    "overheads": {"kernel_launch_s": NON_NEGATIVE, "step_s": NON_NEGATIVE, "per_seq_s": NON_NEGATIVE},
+    "calibration": FREE,  # measured ratio grids: checked by llmsim.cost.calibrated
+}
+REQUIRED_KEYS = ("peak_flops_per_s", "hbm_bytes", "hbm_bytes_per_s",
+                 *(f"interconnect.{link}.{k}" for link in ("intra_node", "inter_node", "host")
+                   for k in ("bytes_per_s", "latency_s")))
+
+
+def _finite(value: float, low_open: bool = False) -> bool:
+    return math.isfinite(value) and (value > 0 if low_open else value >= 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +75,7 @@ class Link:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.bytes_per_s <= 0 or self.latency_s < 0:
+        if not (_finite(self.bytes_per_s, low_open=True) and _finite(self.latency_s)):
             raise ConfigError(f"link {self.name!r}: bytes_per_s must be > 0 and latency_s >= 0")
 
 
@@ -56,8 +107,8 @@ class Overheads:
 
     def __post_init__(self) -> None:
         for name in ("kernel_launch_s", "step_s", "per_seq_s"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"overheads.{name}: must be >= 0")
+            if not _finite(getattr(self, name)):
+                raise ConfigError(f"overheads.{name}: must be a finite number >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +138,13 @@ class HardwareSpec:
         if not self.peak_flops_per_s:
             raise ConfigError(f"hardware {self.name}: peak_flops_per_s is empty")
         for dtype, value in self.peak_flops_per_s.items():
-            if dtype not in COMPUTE_DTYPES or not value > 0:
+            if dtype not in COMPUTE_DTYPES or not _finite(value, low_open=True):
                 raise ConfigError(f"hardware {self.name}: peak_flops_per_s.{dtype}: expected a dtype in "
                                   f"{COMPUTE_DTYPES} with a positive value")
-        if self.hbm_bytes <= 0 or self.hbm_bytes_per_s <= 0:
-            raise ConfigError(f"hardware {self.name}: hbm_bytes and hbm_bytes_per_s must be positive")
+        for name in ("hbm_bytes", "hbm_bytes_per_s"):
+            if not _finite(getattr(self, name), low_open=True):
+                raise ConfigError(f"hardware {self.name}: {name}: must be a finite number > 0, got "
+                                  f"{getattr(self, name)!r}")
 
     def peak_flops(self, dtype: str) -> float:
         """Dense tensor-core peak for ``dtype``; fp16 and bf16 stand in for each other."""
@@ -113,22 +166,71 @@ class HardwareSpec:
         return True
 
 
-def _link(data: Any, where: str) -> Link:
+def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpec:
+    """A HardwareSpec from a profile mapping, checked against ``PROFILE_KEYS``; errors name ``source``
+    (the file) and the field: ``h100.yaml: interconnect.host.bytes_per_s: expected a finite number > 0``."""
+    name = data.get("name") if isinstance(data, Mapping) else None
+    where = source or str(name or "hardware")
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with bytes_per_s and latency_s")
-    try:
-        return Link(bytes_per_s=_as_float(data["bytes_per_s"], f"{where}.bytes_per_s"),
-                    latency_s=_as_float(data["latency_s"], f"{where}.latency_s"), name=str(data.get("name", "")))
-    except KeyError as exc:
-        raise ConfigError(f"{where}: missing {exc.args[0]}") from None
+        raise ConfigError(f"{where}: expected a YAML mapping of profile fields")
+    _check_block(data, PROFILE_KEYS, where, "")
+    for path in REQUIRED_KEYS:
+        node: Any = data
+        for key in path.split("."):
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if node is None:
+            raise ConfigError(f"{where}: {path}: required field is missing")
+    if not data["peak_flops_per_s"]:
+        raise ConfigError(f"{where}: peak_flops_per_s: expected at least one dtype ({', '.join(COMPUTE_DTYPES)})")
+    net = data["interconnect"]
+    num = {k: _as_float(v, "") for k, v in data.items() if isinstance(PROFILE_KEYS[k], Num)}
+    return HardwareSpec(
+        name=str(name or Path(source).stem),
+        description=str(data.get("description", "")),
+        peak_flops_per_s=MappingProxyType({str(k): _as_float(v, "") for k, v in data["peak_flops_per_s"].items()}),
+        hbm_bytes=num["hbm_bytes"],
+        hbm_bytes_per_s=num["hbm_bytes_per_s"],
+        l2_bytes=num.get("l2_bytes", 0.0),
+        sm_count=int(num.get("sm_count", 0)),
+        tdp_w=num.get("tdp_w", 0.0),
+        price_per_hour_usd=num.get("price_per_hour_usd", 0.0),
+        host_memory_bytes=num.get("host_memory_bytes", 0.0),
+        gpus_per_node=int(_as_float(net.get("gpus_per_node", 8), "")),
+        intra_node=_link(net["intra_node"]),
+        inter_node=_link(net["inter_node"]),
+        host_link=_link(net["host"]),
+        efficiency=Efficiency(**{k: _as_float(v, "") for k, v in (data.get("efficiency") or {}).items()}),
+        overheads=Overheads(**{k: _as_float(v, "") for k, v in (data.get("overheads") or {}).items()}),
+        calibration=data.get("calibration"),
+        source=source,
+    )
 
 
-def _number(data: Mapping[str, Any], key: str, where: str, default: float | None = None) -> float:
-    if key not in data:
-        if default is None:
-            raise ConfigError(f"{where}: missing field {key!r}")
-        return default
-    return _as_float(data[key], f"{where}: field {key!r}")
+def _check_block(data: Any, schema: Mapping[str, Any], where: str, path: str) -> None:
+    """Unknown keys and out-of-range values, each named by its dotted path."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: {path}: expected a mapping with keys {', '.join(schema)}")
+    for key, value in data.items():
+        at = f"{path}.{key}" if path else str(key)
+        rule = schema.get(key) if isinstance(key, str) else None
+        if rule is None:
+            close = difflib.get_close_matches(str(key), list(schema), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: {at}: unknown key{hint}; expected one of {', '.join(schema)}")
+        if isinstance(rule, Mapping):
+            if value is not None:
+                _check_block(value, rule, where, at)
+        elif isinstance(rule, Num):
+            rule.check(_as_float(value, f"{where}: {at}"), f"{where}: {at}")
+        elif rule is TEXT and not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: {at}: expected text, got {type(value).__name__}")
+        elif rule is FREE and value is not None and not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: {at}: expected a mapping")
+
+
+def _link(data: Mapping[str, Any]) -> Link:
+    return Link(bytes_per_s=_as_float(data.get("bytes_per_s"), ""), latency_s=_as_float(data.get("latency_s"), ""),
+                name=str(data.get("name", "")))
 
 
 def _as_float(value: Any, where: str) -> float:
@@ -139,50 +241,6 @@ def _as_float(value: Any, where: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-
-
-def _sub(factory: type, data: Any, where: str) -> Any:
-    if data is None:
-        return factory()
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping")
-    try:
-        return factory(**{k: _as_float(v, f"{where}.{k}") for k, v in data.items()})
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{where.rsplit(':', 1)[0]}: {exc}") from None
-
-
-def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpec:
-    where = source or data.get("name", "hardware")
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a YAML mapping")
-    peaks = data.get("peak_flops_per_s")
-    if not isinstance(peaks, Mapping):
-        raise ConfigError(f"{where}: peak_flops_per_s: expected a mapping of dtype to FLOP/s")
-    interconnect = data.get("interconnect") or {}
-    return HardwareSpec(
-        name=str(data.get("name") or Path(source).stem),
-        description=str(data.get("description", "")),
-        peak_flops_per_s=MappingProxyType({str(k): _as_float(v, f"{where}: peak_flops_per_s.{k}")
-                                           for k, v in peaks.items()}),
-        hbm_bytes=_number(data, "hbm_bytes", where),
-        hbm_bytes_per_s=_number(data, "hbm_bytes_per_s", where),
-        l2_bytes=_number(data, "l2_bytes", where, 0.0),
-        sm_count=int(_number(data, "sm_count", where, 0)),
-        tdp_w=_number(data, "tdp_w", where, 0.0),
-        price_per_hour_usd=_number(data, "price_per_hour_usd", where, 0.0),
-        host_memory_bytes=_number(data, "host_memory_bytes", where, 0.0),
-        gpus_per_node=int(_number(interconnect, "gpus_per_node", f"{where}: interconnect", 8)),
-        intra_node=_link(interconnect.get("intra_node"), f"{where}: interconnect.intra_node"),
-        inter_node=_link(interconnect.get("inter_node"), f"{where}: interconnect.inter_node"),
-        host_link=_link(interconnect.get("host"), f"{where}: interconnect.host"),
-        efficiency=_sub(Efficiency, data.get("efficiency"), f"{where}: efficiency"),
-        overheads=_sub(Overheads, data.get("overheads"), f"{where}: overheads"),
-        calibration=data.get("calibration"),
-        source=source,
-    )
 
 
 _LOADED: dict[tuple[str, int, int], HardwareSpec] = {}
@@ -200,19 +258,9 @@ def load_hardware_file(path: str | Path) -> HardwareSpec:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     if key not in _LOADED:
-        _LOADED[key] = _parse_hardware_file(path)
+        data = load_yaml(path, "hardware profile")
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+        _LOADED[key] = hardware_from_dict(data, source=str(path))
     hw = _LOADED[key]
     return hw if hw.source == str(path) else replace(hw, source=str(path))
-
-
-def _parse_hardware_file(path: Path) -> HardwareSpec:
-    try:
-        # libyaml's loader when present; the same YAML rules as yaml.safe_load.
-        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a YAML mapping at the top level")
-    return hardware_from_dict(data, source=str(path))

@@ -15,17 +15,26 @@ from llmsim.specs.model import ModelSpec
 
 ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "llama4_text")
 SUPPORTED = (*ROTARY_FAMILIES, "llama4", "opt")
+MAX_CONFIG_BYTES = 16 << 20
 
 
 def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     """Load ``path`` (a config.json); errors name the file and the field."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; a config.json is a few kB")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory; expected a Hugging Face config.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     try:
@@ -51,6 +60,12 @@ def _get(cfg: Mapping[str, Any], key: str, default: Any = ..., kind: type = int)
     return value
 
 
+def _check_divides(heads: int, hidden: int) -> None:
+    if hidden % heads:
+        raise ConfigError(f"field 'num_attention_heads': {heads} does not divide hidden_size ({hidden}), so the "
+                          "head size is not a whole number; fix it or give head_dim")
+
+
 def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     family = cfg.get("model_type")
     if family not in SUPPORTED:
@@ -64,7 +79,13 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         cfg, family = {**text, "model_type": "llama4_text"}, "llama4_text"
     hidden = _get(cfg, "hidden_size")
     heads = _get(cfg, "num_attention_heads")
+    if "head_dim" not in cfg or cfg["head_dim"] is None:
+        _check_divides(heads, hidden)
     head_dim = _get(cfg, "head_dim", hidden // heads)
+    kv_heads = _get(cfg, "num_key_value_heads", heads)
+    if heads % kv_heads:
+        raise ConfigError(f"field 'num_key_value_heads': {kv_heads} does not divide num_attention_heads ({heads}); "
+                          "each KV head serves a whole group of query heads")
     act = cfg.get("hidden_act", "silu")
     window = cfg.get("sliding_window")
     if family.startswith("qwen") and not cfg.get("use_sliding_window", False):
@@ -94,7 +115,7 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         num_layers=_get(cfg, "num_hidden_layers"),
         hidden_size=hidden,
         num_heads=heads,
-        num_kv_heads=_get(cfg, "num_key_value_heads", heads),
+        num_kv_heads=kv_heads,
         head_dim=head_dim,
         ffn_size=ffn,
         vocab_size=_get(cfg, "vocab_size"),
@@ -114,6 +135,7 @@ def _opt_spec(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         raise ConfigError("field 'word_embed_proj_dim': projected embeddings (OPT-350m) are not supported")
     max_pos = _get(cfg, "max_position_embeddings")
     heads = _get(cfg, "num_attention_heads")
+    _check_divides(heads, hidden)
     return ModelSpec(
         name=name,
         family="opt",

@@ -67,6 +67,8 @@ def _load(args: argparse.Namespace) -> TraceData:
     )
     if trace.malformed:
         print(trace.malformed_report(), file=sys.stderr)
+    for warning in trace.warnings:
+        print(f"warning: {trace.path}: {warning}", file=sys.stderr)
     return trace
 
 

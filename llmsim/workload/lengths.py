@@ -176,6 +176,8 @@ class GammaLength(LengthDist):
     def __post_init__(self) -> None:
         _positive("mean", self.mean)
         _positive("cv", self.cv)
+        if self.cv > 100:  # shape 1/cv^2 below 1e-4: the quantile function underflows
+            raise ValueError(f"'cv' must be <= 100, got {self.cv!r}")
         _check_bounds(self)
 
     def _raw_ppf(self, u: np.ndarray) -> np.ndarray:

@@ -177,6 +177,7 @@ class Diurnal:
         check_positive("mean_rate_per_s", self.mean_rate_per_s)
         check_positive("period_s", self.period_s)
         check_positive("cv", self.cv)
+        check_non_negative("peak_s", self.peak_s)
         if not (0 <= self.amplitude <= 1):
             raise ValueError(f"'amplitude' must be in [0, 1], got {self.amplitude!r}")
         grid = np.linspace(0.0, self.period_s, 4097)

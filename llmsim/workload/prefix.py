@@ -25,6 +25,11 @@ def _count(name: str, value: object, low: int) -> None:
         raise ValueError(f"{name!r} must be an integer >= {low}, got {value!r}")
 
 
+def _skew(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"'skew' must be a finite number >= 0, got {value!r}")
+
+
 class _Ids:
     """Hands out fresh block ids (never shared by construction)."""
 
@@ -82,8 +87,7 @@ class SharedSystemPrompt:
     def __post_init__(self) -> None:
         _count("groups", self.groups, 1)
         _count("tokens", self.tokens, 1)
-        if not self.skew >= 0:
-            raise ValueError(f"'skew' must be >= 0, got {self.skew!r}")
+        _skew(self.skew)
 
     def start(self, chunk: int, max_context: int | None) -> _SharedState:
         return _SharedState(_SystemPrompts(self.groups, self.tokens, self.skew, chunk))
@@ -130,6 +134,7 @@ class MultiTurn:
         _count("sessions", self.sessions, 1)
         _count("system_tokens", self.system_tokens, 0)
         _count("groups", self.groups, 1)
+        _skew(self.skew)
         if isinstance(self.turns, dict):
             try:
                 turns = LENGTHS.build(self.turns, where="turns")

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from llmsim.errors import ConfigError
 from llmsim.workload.arrivals import ARRIVALS, ArrivalProcess, ClosedLoop
@@ -37,6 +36,7 @@ from llmsim.workload.lengths import LENGTHS, LengthDist
 from llmsim.workload.modulated import Bursty  # noqa: F401  (registers bursty, stages, diurnal)
 from llmsim.workload.prefix import PREFIXES
 from llmsim.workload.traces import TraceData, load_trace
+from llmsim.yamlio import load_yaml
 
 _TOP_KEYS = {
     "description", "arrival", "input_len", "output_len", "correlation", "lengths", "prefix",
@@ -99,16 +99,21 @@ def load_workload(source: str | Path | Mapping, where: str | None = None, base_d
     else:
         path = Path(source)
         where = where or str(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: workload file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{where}: invalid YAML: {exc}") from None
+        data = _read(path, where)
         base = Path(base_dir) if base_dir else path.parent
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of workload keys, got {type(data).__name__}")
     return _build(data, where, base)
+
+
+def _read(path: Path, where: str) -> Any:
+    """The YAML of ``path``; a caller that names it differently (``x.yaml: workload``) keeps both names."""
+    try:
+        return load_yaml(path, "workload")
+    except ConfigError as exc:
+        if where == str(path):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _check_keys(data: Mapping, where: str) -> None:

@@ -9,6 +9,7 @@ Loaders live in ``trace_formats.py``; this module holds the data type and the fo
 
 from __future__ import annotations
 
+import csv
 import inspect
 import json
 import math
@@ -52,6 +53,7 @@ class TraceData:
     malformed: tuple[MalformedRow, ...] = ()
     rows_read: int = 0
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # what a user should be told (rows replayed out of file order)
 
     def __len__(self) -> int:
         return len(self.input_tokens)
@@ -105,6 +107,8 @@ class RowSink:
         self.hashes: list[tuple[int, ...]] = []
         self.malformed: list[MalformedRow] = []
         self.rows = 0
+        self._last_t = -math.inf
+        self._backwards: list[tuple[int, float]] = []  # (line, seconds before the row above it)
 
     def bad(self, line: int, reason: str) -> None:
         if self.strict:
@@ -121,6 +125,13 @@ class RowSink:
             return self.bad(line, f"output tokens must be >= 1, got {out}")
         if arrival is not None and not math.isfinite(arrival):
             return self.bad(line, f"arrival time is not finite: {arrival}")
+        if arrival is not None and arrival < 0:  # never replayed: the file's clock is not what we think
+            raise ConfigError(f"{self.path}:{line}: timestamp: must be >= 0 (time since the trace's start), "
+                              f"got {arrival:g} s")
+        if arrival is not None:
+            if arrival < self._last_t:
+                self._backwards.append((line, self._last_t - arrival))
+            self._last_t = max(self._last_t, arrival)
         self.arrival.append(arrival if arrival is not None else 0.0)
         self.inputs.append(inp)
         self.outputs.append(out)
@@ -140,7 +151,13 @@ class RowSink:
             chunk_tokens=chunk_tokens,
             malformed=tuple(self.malformed),
             rows_read=self.rows,
+            warnings=(unordered_warning(len(self._backwards), *self._backwards[0]),) if self._backwards else (),
         )
+
+
+def unordered_warning(count: int, line: int, back_s: float) -> str:
+    return (f"{count} row(s) go back in time (first at line {line}, {back_s:g} s before an earlier row); "
+            "replayed sorted by arrival time")
 
 
 def load_trace(
@@ -171,11 +188,16 @@ def load_trace(
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: trace file not found")
-    fmt = trace_formats.detect_format(path) if format == "auto" else format
-    loader = TRACE_FORMATS.get(fmt)
-    _check_options(loader, path, fmt, options)
-    trace = loader(path, strict, **options)
+        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
+    try:
+        fmt = trace_formats.detect_format(path) if format == "auto" else format
+        loader = TRACE_FORMATS.get(fmt)
+        _check_options(loader, path, fmt, options)
+        trace = loader(path, strict, **options)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
     rng = np.random.default_rng(seed)
     trace = _order_and_rebase(trace)
     trace = _spread(trace, spread_s, rng)

@@ -37,12 +37,19 @@ def test_breakdown_json_rows_sum_to_stage_time(capsys):
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--model", "nope"], "unknown model 'nope'; valid:"),
-    (["--hardware", "tpu-v9"], "unknown hardware 'tpu-v9'; valid:"),
-    (["--tp", "3"], "tp=3 does not divide"),
+    (["--model", "nope"], "error: --model: unknown model 'nope'; valid:"),
+    (["--hardware", "tpu-v9"], "error: --hardware: unknown hardware 'tpu-v9'; valid:"),
+    (["--tp", "3"], "error: --tp: tp=3 does not divide"),
+    (["--tp", "0"], "error: --tp: must be a positive integer, got 0"),
     (["--model", "llama-3.1-70b"], "does not fit"),
-    (["--input-len", "0"], "input_len"),
-    (["--precision", "fp3"], "precision"),
+    (["--input-len", "0"], "error: --input-len: must be a positive integer, got 0"),
+    (["--precision", "fp3"], "error: --precision: unknown 'fp3'"),
+    (["--hardware", "a100-sxm-80gb", "--precision", "fp8"], "error: --precision: hardware a100-sxm-80gb has no fp8"),
+    (["--block-size", "0"], "error: --block-size: must be a positive integer, got 0"),
+    (["--gpu-memory-utilization", "1.5"], "error: --gpu-memory-utilization: must be in (0, 1], got 1.5"),
+    (["--batch-size", "2000000"], "error: --batch-size: at most 1,000,000 sequences in one static batch"),
+    (["--model", "mistral-7b", "--batch-size", "1000000", "--output-len", "100"],
+     "error: --batch-size x --output-len: at most 20,000,000 for a sliding-window model"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, extra, message):
     args = list(ARGS)

@@ -35,7 +35,7 @@ def test_missing_required_field():
 def test_load_config_bad_yaml(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("model: [unclosed")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+, column \d+: not valid YAML"):
         load_config(p)
 
 

@@ -48,8 +48,15 @@ def test_small_sweep_files_and_consistency(tmp_path, capsys):
         fin = kept[kept["status"] == "finished"]
         assert row["num_finished"] == len(fin)
         assert row["ttft_p50_s"] == pytest.approx(fin["ttft_s"].median(), rel=1e-9)
-        # tokens emitted by decode steps + first tokens = output tokens of finished requests (all finish)
+        # token conservation: every request finishes with all its output tokens; the steps computed exactly the
+        # tokens the requests account for; without preemption or prefix hits, each prompt token is prefilled
+        # once and each output token but the first (which the prefill emits) takes one decode token
         assert (req["status"] == "finished").all()
+        assert (req["emitted_tokens"] == req["output_tokens"]).all()
+        assert steps["prefill_tokens"].sum() + steps["decode_tokens"].sum() == req["computed_tokens"].sum()
+        assert req["preemptions"].sum() == 0 and req["prefix_hit_tokens"].sum() == 0  # preconditions of:
+        assert steps["prefill_tokens"].sum() == req["input_tokens"].sum()
+        assert steps["decode_tokens"].sum() == (req["output_tokens"] - 1).sum()
 
 
 def test_rerun_skips_finished_points_and_resumes(tmp_path):

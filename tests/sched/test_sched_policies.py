@@ -211,3 +211,20 @@ def test_config_errors_name_the_field():
         SCHEDULERS.build({"kind": "vllm", "preemption_mode": "swap"})
     with pytest.raises(UnknownNameError, match="sarathi"):
         SCHEDULERS.build({"kind": "nope"})
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"kind": "sarathi", "chunk_size": 0}, '"chunk_size" must be a positive integer, got 0'),
+    ({"kind": "sarathi", "chunk_size": None}, '"chunk_size" must be a positive integer, got None'),
+    ({"kind": "static", "max_wait_s": float("nan")}, '"max_wait_s" must be a finite number >= 0, got nan'),
+    ({"kind": "static", "max_wait_s": "soon"}, '"max_wait_s" must be a finite number >= 0'),
+    ({"kind": "sjf", "predictor_error": float("inf")}, '"predictor_error" must be a finite number >= 0'),
+    ({"kind": "vllm", "long_prefill_token_threshold": 0.5}, '"long_prefill_token_threshold" must be an integer >= 0'),
+    ({"kind": "vllm", "enable_chunked_prefill": "no"}, '"enable_chunked_prefill" must be true or false'),
+    ({"kind": "vllm", "mode": "v0", "cuda_graph": "yes"}, '"cuda_graph" must be true or false'),
+    ({"kind": "vllm", "max_capture_size": -8}, '"max_capture_size" must be a positive integer'),
+    ({"kind": "fastserve", "num_levels": True}, '"num_levels" must be a positive integer, got True'),
+])
+def test_bad_policy_values_are_named(block, message):
+    with pytest.raises(ConfigError, match=f"^x.yaml: scheduler: {message}"):
+        SCHEDULERS.build(block, where="x.yaml: scheduler")

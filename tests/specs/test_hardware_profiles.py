@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmsim.errors import UnknownNameError
+from llmsim.errors import ConfigError, UnknownNameError
 from llmsim.specs import hardware_names, load_hardware
 
 PROFILES = [
@@ -176,3 +176,47 @@ def test_unknown_name_lists_valid_names(monkeypatch: pytest.MonkeyPatch) -> None
     assert "h100-sxm-does-not-exist" in message
     for name in PROFILES:
         assert name in message
+
+
+# --- malformed profiles: every one a ConfigError naming the file and the field ------------------------------
+
+def _edited(tmp_path: Path, edit) -> Path:
+    data = yaml.safe_load(_path("h100-sxm").read_text())
+    edit(data)
+    path = tmp_path / "edited.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.update(efficency=d.pop("efficiency")), r"efficency: unknown key \(did you mean 'efficiency'\?\)"),
+    (lambda d: d.update(nvlink_gen=4), r"nvlink_gen: unknown key; expected one of name, description"),
+    (lambda d: d["interconnect"]["host"].update(bandwith=1.0), r"interconnect\.host\.bandwith: unknown key"),
+    (lambda d: d["overheads"].update(step_ms=2.0), r"overheads\.step_ms: unknown key"),
+    (lambda d: d["peak_flops_per_s"].update(bf32=1.0), r"peak_flops_per_s\.bf32: unknown key"),
+    (lambda d: d.update(hbm_bytes=float("nan")), r"hbm_bytes: expected a finite number > 0, got nan"),
+    (lambda d: d.update(hbm_bytes_per_s=-3.0e12), r"hbm_bytes_per_s: expected a finite number > 0, got -3"),
+    (lambda d: d["peak_flops_per_s"].update(bf16=0), r"peak_flops_per_s\.bf16: expected a finite number > 0"),
+    (lambda d: d["interconnect"]["intra_node"].update(bytes_per_s=float("inf")),
+     r"interconnect\.intra_node\.bytes_per_s: expected a finite number > 0, got inf"),
+    (lambda d: d["overheads"].update(step_s=float("nan")), r"overheads\.step_s: expected a finite number >= 0"),
+    (lambda d: d["efficiency"].update(gemm=1.5), r"efficiency\.gemm: expected a finite number > 0 and <= 1"),
+    (lambda d: d.update(price_per_hour_usd="cheap"), r"price_per_hour_usd: expected a number, got 'cheap'"),
+    (lambda d: d.pop("hbm_bytes"), r"hbm_bytes: required field is missing"),
+    (lambda d: d["interconnect"]["host"].pop("latency_s"), r"interconnect\.host\.latency_s: required field"),
+    (lambda d: d.update(interconnect=[1, 2]), r"interconnect: expected a mapping"),
+])
+def test_malformed_profile_names_file_and_field(tmp_path: Path, edit, message: str) -> None:
+    path = _edited(tmp_path, edit)
+    with pytest.raises(ConfigError, match=rf"^{path}: {message}"):
+        load_hardware(str(path))
+
+
+def test_profile_keys_accept_every_shipped_and_calibrated_profile() -> None:
+    from llmsim.specs.hardware import PROFILE_KEYS
+
+    repo = _path("h100-sxm").parents[1]
+    for path in [*repo.glob("hardware_profiles/*.yaml"), *repo.glob("calibration/*/*.yaml")]:
+        if path.name != "run.yaml":
+            assert set(yaml.safe_load(path.read_text())) <= set(PROFILE_KEYS), path
+            load_hardware(str(path))

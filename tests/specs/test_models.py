@@ -117,3 +117,26 @@ def test_import_bad_json_names_the_file(tmp_path):
 def test_unknown_model_lists_valid_names():
     with pytest.raises(UnknownNameError, match="llama-3.1-8b"):
         load_model("gpt-5")
+
+
+LLAMA_TINY = {"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+              "num_hidden_layers": 2, "intermediate_size": 11008, "vocab_size": 1000,
+              "max_position_embeddings": 4096}
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"num_attention_heads": 30}, r"field 'num_attention_heads': 30 does not divide hidden_size \(4096\)"),
+    ({"num_key_value_heads": 5}, r"field 'num_key_value_heads': 5 does not divide num_attention_heads \(32\)"),
+    ({"model_type": "opt", "num_attention_heads": 30, "ffn_dim": 16384},
+     r"field 'num_attention_heads': 30 does not divide hidden_size"),
+])
+def test_import_rejects_heads_that_do_not_divide(tmp_path, edit, message):
+    path = _write(tmp_path, {**LLAMA_TINY, **edit})
+    with pytest.raises(ConfigError, match=rf"^{path}: {message}"):
+        load_hf_config(path)
+
+
+def test_explicit_head_dim_need_not_divide_hidden(tmp_path):
+    m = load_hf_config(_write(tmp_path, {**LLAMA_TINY, "num_attention_heads": 40, "num_key_value_heads": 8,
+                                         "head_dim": 128}))
+    assert (m.num_heads, m.head_dim, m.q_size) == (40, 128, 5120)

@@ -132,6 +132,7 @@ def test_closed_loop_is_a_description():
         ({"kind": "stages", "stages": [{"rate_per_s": 1}]}, "stages[0]"),
         ({"kind": "diurnal", "mean_rate_per_s": 1, "amplitude": 2}, "'amplitude' must be in [0, 1]"),
         ({"kind": "closed_loop", "users": 0}, "'users' must be an integer >= 1"),
+        ({"kind": "diurnal", "mean_rate_per_s": 1, "peak_s": float("nan")}, "'peak_s' must be a number >= 0"),
     ],
 )
 def test_bad_blocks_name_the_field(block, fragment):

@@ -223,11 +223,11 @@ def test_nested_where_for_experiment_files():
 
 
 def test_yaml_file_errors(tmp_path):
-    with pytest.raises(ConfigError, match="workload file not found"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: no such workload file"):
         load_workload(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("arrival: [1, 2\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: invalid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line 2, column 1: not valid YAML"):
         load_workload(bad)
 
 
@@ -305,3 +305,10 @@ def test_with_rate_on_replay_and_errors(fixture_path):
         with_rate(make_spec(arrival={"kind": "batch"}), 1.0)
     with pytest.raises(ConfigError, match="closed-loop workload"):
         with_rate(make_spec(arrival={"kind": "closed_loop", "users": 2}), 1.0)
+
+
+@pytest.mark.parametrize("prefix", [{"kind": "multi_turn", "skew": "high"},
+                                    {"kind": "shared_system_prompt", "groups": 2, "tokens": 10, "skew": float("inf")}])
+def test_prefix_skew_must_be_a_finite_number(prefix):
+    with pytest.raises(ConfigError, match=r"^w\.yaml: prefix: 'skew' must be a finite number >= 0"):
+        load_workload({**CHAT, "prefix": prefix}, where="w.yaml")

@@ -133,3 +133,8 @@ def test_bad_blocks_name_the_field(block, fragment):
     with pytest.raises(ConfigError) as err:
         LENGTHS.build(block, where="w.yaml: input_len")
     assert fragment in str(err.value)
+
+
+def test_gamma_cv_too_large_to_sample_is_refused():
+    with pytest.raises(ConfigError, match=r"^w: input_len: 'cv' must be <= 100, got 1e\+308"):
+        LENGTHS.build({"kind": "gamma", "mean": 100, "cv": 1e308}, where="w: input_len")

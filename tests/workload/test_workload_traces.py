@@ -110,6 +110,32 @@ def test_generic_jsonl_sorts_arrivals(fixture_path):
     assert t.format == "jsonl"
     assert list(t.input_tokens) == [20, 10, 30]
     assert t.arrival_s == pytest.approx([0, 0.4, 1.9])
+    assert t.warnings == ("1 row(s) go back in time (first at line 2, 0.4 s before an earlier row); replayed "
+                          "sorted by arrival time",)
+
+
+@pytest.mark.parametrize(("name", "rows"), [
+    ("t.jsonl", ['{"timestamp": 0, "input_length": 5, "output_length": 2}',
+                 '{"timestamp": -2500, "input_length": 5, "output_length": 2}']),
+    ("t.csv", ["arrival_s,input_tokens,output_tokens", "0.5,5,2", "1.0,5,2", "-1,5,2"]),
+])
+@pytest.mark.parametrize("strict", [False, True])
+def test_negative_timestamps_are_refused_with_the_line(tmp_path, name, rows, strict):
+    path = tmp_path / name
+    path.write_text("\n".join(rows) + "\n")
+    fmt = "mooncake" if name.endswith("jsonl") else "csv"
+    line = 2 if fmt == "mooncake" else 4
+    with pytest.raises(ConfigError, match=rf"^{path}:{line}: timestamp: must be >= 0 .*got -\d"):
+        load_trace(path, format=fmt, strict=strict)
+
+
+def test_azure_rows_out_of_order_are_named_by_line(tmp_path):
+    path = tmp_path / "azure.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.0,10,2\n"
+                    "2023-11-16 18:15:50.0,10,2\n2023-11-16 18:15:47.5,10,2\n")
+    t = load_trace(path)
+    assert t.arrival_s == pytest.approx([0, 1.5, 4.0])
+    assert t.warnings and "first at line 4, 2.5 s before" in t.warnings[0]
 
 
 def test_detect_format(fixture_path):
