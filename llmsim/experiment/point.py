@@ -39,15 +39,19 @@ def preflight(point: Point) -> None:
 
 def _slo(point: Point) -> dict[str, float]:
     slo = point.config.slo
-    return {k: v for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s))
-            if v is not None}
+    targets = {k: v for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s))
+               if v is not None}
+    targets.update(slo.percentiles)
+    return {**targets, "attainment": slo.attainment} if targets else {}
 
 
-def warmup_mask(requests: pd.DataFrame, point: Point) -> np.ndarray:
-    """Requests kept for summaries: past the first ``warmup_requests`` ids and arriving after ``warmup_s``."""
+def mark_phases(requests: pd.DataFrame, point: Point) -> pd.DataFrame:
+    """The requests table with its ``phase`` column (warmup / measured / cooldown, in arrival order)."""
+    from llmsim.metrics.window import mark_phases as mark
+
     stop = point.config.stop
-    return ((requests["id"].to_numpy() >= stop.warmup_requests)
-            & (requests["arrival_s"].to_numpy() >= stop.warmup_s))
+    return mark(requests, warmup_requests=stop.warmup_requests, warmup_s=stop.warmup_s,
+                cooldown_requests=stop.cooldown_requests, cooldown_s=stop.cooldown_s)
 
 
 def closed_loop_feed(closed, stream, seed: int):
@@ -70,17 +74,15 @@ def closed_loop_feed(closed, stream, seed: int):
     return initial, callback
 
 
-def _trim_warmup(result, point: Point):
-    """Drop warm-up requests (and the steps before the first kept arrival) from the tables summarised."""
+def _with_phases(result, point: Point):
+    """Mark warm-up and cool-down requests and judge the load over the measured ones."""
     from dataclasses import replace
 
-    keep = warmup_mask(result.requests, point)
-    if keep.all():
-        return result
-    requests = result.requests[keep].reset_index(drop=True)
-    t0 = float(requests["arrival_s"].min()) if len(requests) else 0.0
-    steps = result.steps[result.steps["start_s"] >= t0].reset_index(drop=True)
-    return replace(result, requests=requests, steps=steps)
+    from llmsim.metrics.overload import detect_overload
+
+    requests = mark_phases(result.requests, point)
+    verdict = detect_overload(requests, result.steps, result.info.get("unfinished", 0), result.info.get("end_s"))
+    return replace(result, requests=requests, overloaded=verdict)
 
 
 def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
@@ -106,11 +108,9 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
                       scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
                       frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,
                       max_time_s=max_time)
-    summary = _trim_warmup(result, point).summary(slo=_slo(point) or None)
+    result = _with_phases(result, point)
+    summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
-    arrivals = result.requests["arrival_s"].to_numpy(float)
-    span = float(arrivals.max() - arrivals.min()) if len(arrivals) > 1 else 0.0
-    summary["arrival_rate_rps"] = (len(arrivals) - 1) / span if span > 0 else None
     gpus = layout.num_gpus
     summary["num_gpus"] = gpus
     summary["output_tokens_per_s_per_gpu"] = summary.get("output_tokens_per_s", 0.0) / gpus
