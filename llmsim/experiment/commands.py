@@ -31,8 +31,13 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="figure folder (default: DIR/plots)")
     p.set_defaults(func=cmd_plot)
 
-    p = subparsers.add_parser("compare", help="side-by-side summary of results directories")
-    p.add_argument("directories", nargs="+")
+    p = subparsers.add_parser("compare", help="side-by-side summary of results directories",
+                              description="Print the runs side by side: one row per sweep point (seeds averaged), "
+                                          "one column per run under each metric. Latencies in ms, E2E in s.")
+    p.add_argument("directories", nargs="+", metavar="DIR", help="results directories written by `llmsim run`")
+    p.add_argument("--metrics", help="comma-separated metrics to show, from: status, served, tokens, ttft_p50, "
+                                     "ttft_p99, tpot_p50, tpot_p99, itl_p99, e2e_p50, attainment, goodput, rejected, "
+                                     "preemptions (default: as many of the first ten as fit 120 columns)")
     p.set_defaults(func=cmd_compare)
 
     p = subparsers.add_parser("schema", help="print the experiment YAML's JSON schema")
@@ -46,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg, _ = load_config(args.experiment)
     out = Path(args.out) if args.out else Path("results") / cfg.name
     results = run_experiment(args.experiment, out, jobs=args.jobs, executor=args.executor, progress=True)
-    _print_summary(results.summary)
+    _print_summary(results.summary, results.experiment_summary())
     if not args.no_plots:
         from llmsim.plots import plot_all
 
@@ -56,18 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: pd.DataFrame) -> None:
-    sweep = [c for c in summary.columns if c.startswith("sweep.")]
-    cols = ["point_id", "seed", *sweep, *[c for c in COMPARE_COLUMNS if c in summary]]
-    view = summary[cols].copy()
-    latency = [c for c in view.columns if c.startswith(LATENCY_PREFIXES) and c.endswith("_s")]
-    for c in latency:
-        view[c] = view[c] * 1e3
-    view = view.rename(columns={c: c[:-2] + "_ms" for c in latency})
-    print(view.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    if "overloaded" in summary and summary["overloaded"].fillna(False).astype(bool).any():
-        print("\nwarning: some points are overloaded (arrivals outpace service; the queue grows without bound):"
-              " their latencies describe a transient, not a steady state")
+def _print_summary(summary: pd.DataFrame, exp: dict) -> None:
+    from llmsim.experiment.report import headline, run_table
+
+    print(run_table(summary))
+    text = headline(exp)
+    if text:
+        print("\n" + text)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -80,6 +80,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def compare_table(directories: list[str]) -> pd.DataFrame:
+    """The compared summaries as one long table: a ``results`` column, the sweep columns and the seed means
+    of ``COMPARE_COLUMNS`` (for notebooks; ``llmsim compare`` prints them side by side)."""
     from llmsim.experiment.results import Results
 
     frames = []
@@ -95,10 +97,14 @@ def compare_table(directories: list[str]) -> pd.DataFrame:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    table = compare_table(args.directories)
-    if table.empty:
+    from llmsim.experiment.report import DEFAULT_METRICS, _run_names, compare_text
+    from llmsim.experiment.results import Results
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
+    summaries = [Results.load(d).summary for d in args.directories]
+    if all(s.empty for s in summaries):
         raise ConfigError("compare: no summaries found")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(compare_text(summaries, _run_names(args.directories), metrics))
     return 0
 
 

@@ -5,6 +5,7 @@
     DIR/points/ID/summary.json   one point's summary (written last: its presence marks the point done)
     DIR/points/ID/requests.parquet|csv, steps.parquet|csv
     DIR/summary.parquet|csv      one row per point x seed (sweep values as columns)
+    DIR/summary.json             the experiment's headline: goodput and capacity per configuration
     DIR/run.log
 """
 
@@ -109,6 +110,12 @@ class Results:
             raise ConfigError(f"{directory}: not a results directory (no summary table; run `llmsim run` "
                               "first)") from None
         return cls(summary=summary, directory=directory)
+
+    def experiment_summary(self) -> dict:
+        """Goodput and capacity per configuration (what ``DIR/summary.json`` holds)."""
+        from llmsim.experiment.report import experiment_summary
+
+        return experiment_summary(self.summary)
 
     def sweep_columns(self) -> list[str]:
         return [c for c in self.summary.columns if c.startswith("sweep.")]

@@ -163,9 +163,12 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
             bar[0].stop()
     log.info("ran %d points in %.1f s", len(todo), time.perf_counter() - started)
     table = pd.DataFrame([_summary_row(p, summaries[p.id]) for p in points])
+    results = Results(summary=table, directory=out, _requests=requests, _steps=steps)
     if out is not None:
         write_table(table, out / "summary")
-    return Results(summary=table, directory=out, _requests=requests, _steps=steps)
+        atomic_write_text(out / "summary.json", json.dumps(results.experiment_summary(), indent=1,
+                                                           default=json_default))
+    return results
 
 
 def _progress(total: int):

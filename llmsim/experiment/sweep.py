@@ -103,3 +103,64 @@ def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
             points.append(Point(point_cfg, values, seed, base_dir, workload_dir, point_id(point_cfg, seed),
                                 point_where))
     return points
+
+
+# --- short labels for tables, legends and file names --------------------------------------------------
+RATE_SUFFIXES = ("rate_per_s", "rate")
+
+
+def short_keys(keys: list[str]) -> dict[str, str]:
+    """Each dotted sweep key -> its shortest unambiguous suffix (``layout.tp`` -> ``tp``;
+    ``scheduler.chunk_size`` and ``kv.chunk_size`` keep their first part)."""
+    out = {}
+    for key in keys:
+        parts = key.removeprefix("sweep.").split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            clash = [k for k in keys if k != key and k.removeprefix("sweep.").split(".")[-n:] == parts[-n:]]
+            if not clash:
+                break
+        out[key] = tail
+    return out
+
+
+def value_label(value: Any) -> str:
+    """A sweep value as a short text: ``{"kind": "sarathi", "chunk_size": 512}`` -> ``sarathi chunk_size=512``,
+    ``[1, 2]`` -> ``1,2``, ``2.0`` -> ``2``. JSON text (as sweep values are stored in tables) is parsed first."""
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        block = dict(value)
+        kind = block.pop("kind", None)
+        return " ".join([*([str(kind)] if kind is not None else []),
+                         *(f"{k}={value_label(v)}" for k, v in block.items())])
+    if isinstance(value, list | tuple):
+        return ",".join(value_label(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def values_label(values: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """``{"layout.tp": 2, "scheduler": {...}}`` -> ``tp=2, sarathi chunk_size=512`` (a block with a kind
+    reads as itself, without its key)."""
+    names = names or short_keys(list(values))
+    parts = []
+    for key, value in values.items():
+        text = value_label(value)
+        is_block = isinstance(value, dict) or (isinstance(value, str) and value.startswith("{"))
+        parts.append(text if is_block and "kind" in str(value) else f"{names.get(key, key)}={text}")
+    return ", ".join(parts)
+
+
+def rate_key(keys: list[str]) -> str | None:
+    """The swept key that is an arrival rate (``workload.arrival.rate_per_s``), if any."""
+    for suffix in RATE_SUFFIXES:
+        for key in keys:
+            if key.split(".")[-1] == suffix:
+                return key
+    rates = [k for k in keys if "rate" in k.split(".")[-1]]
+    return rates[0] if rates else None

@@ -97,7 +97,7 @@ def test_plots_and_compare(tmp_path, capsys):
     capsys.readouterr()
     assert main(["compare", str(out), str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.count("res") >= 2 and "ttft_p50_s" in text
+    assert "1:res" in text and "2:res" in text and "TTFT p50 ms" in text
 
 
 @pytest.mark.parametrize(("patch", "message"), [
