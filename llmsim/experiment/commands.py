@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from llmsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COMPARE_COLUMNS = ("throughput_rps", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
                    "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "slo_attainment", "preemptions", "overloaded")
@@ -18,16 +20,24 @@ LATENCY_PREFIXES = ("ttft_", "tpot_", "itl_", "e2e_", "queue_")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run an experiment YAML (sweeps in parallel, resumable)")
-    p.add_argument("experiment", help="experiment YAML")
+    p = subparsers.add_parser(
+        "run", help="run an experiment YAML (sweeps in parallel, resumable)",
+        description="Simulate every sweep point x seed of an experiment; print a table (stdout), progress (stderr), "
+                    "and write a results directory. Re-running skips finished points.")
+    p.add_argument("experiment", help="experiment YAML (see experiments/ and `llmsim schema`)")
     p.add_argument("--out", help="results directory (default: results/<experiment name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, VALUE read as YAML: --set stop.num_requests=2000; a swept key runs that "
+                        "one value (--set workload.arrival.rate_per_s=7); repeatable")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--executor", default="local", help="local (default) or dask")
+    p.add_argument("--executor", default="local", choices=("local", "dask"), help="local (default) or dask")
     p.add_argument("--no-plots", action="store_true", help="skip drawing figures after the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("plot", help="draw figures from a results directory")
-    p.add_argument("directory")
+    p = subparsers.add_parser("plot", help="draw figures from a results directory",
+                              description="Draw every figure of a results directory as PNG and SVG.")
+    p.add_argument("directory", metavar="DIR", help="results directory written by `llmsim run`")
     p.add_argument("--out", help="figure folder (default: DIR/plots)")
     p.set_defaults(func=cmd_plot)
 
@@ -48,15 +58,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from llmsim.experiment.config import load_config
     from llmsim.experiment.runner import run_experiment
 
-    cfg, _ = load_config(args.experiment)
+    overrides = tuple(args.overrides)
+    cfg, _ = load_config(args.experiment, overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
-    results = run_experiment(args.experiment, out, jobs=args.jobs, executor=args.executor, progress=True)
+    results = run_experiment(args.experiment, out, jobs=args.jobs, executor=args.executor,
+                             progress=not args.no_progress, overrides=overrides)
     _print_summary(results.summary, results.experiment_summary())
     if not args.no_plots:
         from llmsim.plots import plot_all
 
         plot_all(out)
-    print(f"\nresults in {out}/ (summary table, per-point requests and steps, run.log"
+    print(f"\nresults in {out}/ (summary table and summary.json, per-point requests and steps, run.log"
           f"{'' if args.no_plots else ', plots/'})")
     return 0
 
@@ -82,6 +94,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def compare_table(directories: list[str]) -> pd.DataFrame:
     """The compared summaries as one long table: a ``results`` column, the sweep columns and the seed means
     of ``COMPARE_COLUMNS`` (for notebooks; ``llmsim compare`` prints them side by side)."""
+    import pandas as pd
+
     from llmsim.experiment.results import Results
 
     frames = []

@@ -179,8 +179,9 @@ def parse_config(data: Any, where: str) -> ExperimentConfig:
         raise ConfigError("; ".join(lines) + more) from None
 
 
-def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
-    """Read and validate an experiment YAML; returns the config and the file's folder (for relative paths)."""
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[ExperimentConfig, Path]:
+    """Read and validate an experiment YAML, with ``--set KEY=VALUE`` ``overrides`` applied (see
+    ``llmsim.experiment.overrides``); returns the config and the file's folder (for relative paths)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
@@ -188,6 +189,10 @@ def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if overrides:
+        from llmsim.experiment.overrides import apply_overrides
+
+        data = apply_overrides(data, overrides, str(path))
     return parse_config(data, str(path)), path.parent
 
 

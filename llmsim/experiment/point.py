@@ -87,6 +87,7 @@ def _with_phases(result, point: Point):
 
 def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Simulate one point; returns (summary dict, requests table, steps table)."""
+    from llmsim.experiment.progress import track
     from llmsim.sim import simulate
     from llmsim.workload import generate_requests
 
@@ -99,6 +100,7 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(point.seed)
     stream = generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
                                max_context=model.max_context)
+    stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)

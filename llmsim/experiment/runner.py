@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import pandas as pd
 import yaml
 
 from llmsim.errors import ConfigError
+from llmsim.experiment import progress
 from llmsim.experiment.config import ExperimentConfig, load_config, parse_config
 from llmsim.experiment.point import preflight, run_point
+from llmsim.experiment.progress import ProgressView
 from llmsim.experiment.results import Results, atomic_write_text, json_default, write_table
-from llmsim.experiment.sweep import Point, expand
+from llmsim.experiment.sweep import Point, expand, values_label
 
 EXECUTORS = ("local", "dask")
 log = logging.getLogger("llmsim.run")
@@ -78,31 +82,59 @@ def _setup_log(out_dir: Path | None) -> logging.Handler | None:
 
 
 def _execute(todo: list[Point], out_dir: Path | None, jobs: int, executor: str,
-             on_done: Callable[[Point, tuple], None]) -> None:
+             on_done: Callable[[Point, tuple], None], view: ProgressView | None = None) -> None:
     if executor == "dask":
         from llmsim.experiment.dask_executor import run_on_dask
 
         run_on_dask(todo, out_dir, jobs, _run_and_store, on_done)
     elif jobs <= 1 or len(todo) <= 1:
-        for p in todo:
-            on_done(p, _run_and_store(p, out_dir))
+        progress.set_sink(view.update if view is not None else None)
+        try:
+            for p in todo:
+                on_done(p, _run_and_store(p, out_dir))
+        finally:
+            progress.set_sink(None)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [(p, pool.submit(_run_and_store, p, out_dir)) for p in todo]
-            for p, fut in futures:
-                on_done(p, fut.result())
+        _execute_pool(todo, out_dir, jobs, on_done, view)
+
+
+def _execute_pool(todo: list[Point], out_dir: Path | None, jobs: int, on_done: Callable[[Point, tuple], None],
+                  view: ProgressView | None) -> None:
+    """Worker processes; their progress comes back through a queue drained while waiting for results."""
+    queue = multiprocessing.get_context().Queue() if view is not None else None
+    init = dict(initializer=progress.queue_sink, initargs=(queue,)) if queue is not None else {}
+    with ProcessPoolExecutor(max_workers=jobs, **init) as pool:
+        futures = {pool.submit(_run_and_store, p, out_dir): i for i, p in enumerate(todo)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(queue, view)
+            for fut in sorted(done, key=futures.get):
+                on_done(todo[futures[fut]], fut.result())
+
+
+def _drain(queue, view: ProgressView | None) -> None:
+    if queue is None or view is None:
+        return
+    while True:
+        try:
+            view.update(*queue.get_nowait())
+        except Empty:
+            return
 
 
 def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str | Path | None = None, *,
                    jobs: int = 1, executor: str = "local", progress: bool = False,
-                   base_dir: str | Path | None = None) -> Results:
+                   base_dir: str | Path | None = None, overrides: tuple[str, ...] = ()) -> Results:
     """Run every point of ``config`` (a path, a mapping or an ExperimentConfig). With ``out_dir`` results
-    are written there (and finished points are skipped on re-runs); without, everything stays in memory."""
+    are written there (and finished points are skipped on re-runs); without, everything stays in memory.
+    ``overrides``: ``KEY=VALUE`` strings, as ``llmsim run --set`` (see ``llmsim.experiment.overrides``);
+    ``progress``: live progress on stderr."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     if jobs < 1:
         raise ConfigError(f"--jobs: must be a positive integer, got {jobs}")
-    cfg, base, where, text = _coerce(config, base_dir)
+    cfg, base, where, text = _coerce(config, base_dir, tuple(overrides))
     points = expand(cfg, base, where)
     checked: set[str] = set()
     for p in points:
@@ -122,18 +154,25 @@ def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str
             handler.close()
 
 
-def _coerce(config, base_dir) -> tuple[ExperimentConfig, Path, str, str]:
+def _coerce(config, base_dir, overrides: tuple[str, ...] = ()) -> tuple[ExperimentConfig, Path, str, str]:
     if isinstance(config, ExperimentConfig):
         return config, Path(base_dir or "."), "<experiment>", yaml.safe_dump(config.model_dump(mode="json"))
     if isinstance(config, Mapping):
-        return (parse_config(config, "<experiment>"), Path(base_dir or "."), "<experiment>",
-                yaml.safe_dump(dict(config), sort_keys=False))
+        from llmsim.experiment.overrides import apply_overrides
+
+        data = apply_overrides(dict(config), overrides, "<experiment>")
+        return (parse_config(data, "<experiment>"), Path(base_dir or "."), "<experiment>",
+                yaml.safe_dump(dict(data), sort_keys=False))
     path = Path(config)
-    cfg, base = load_config(path)
-    return cfg, base, str(path), path.read_text()
+    cfg, base = load_config(path, tuple(overrides))
+    if not overrides:
+        return cfg, base, str(path), path.read_text()
+    header = f"# {path} with --set {' --set '.join(overrides)}\n"  # what ran, so it can be re-run as is
+    return cfg, base, str(path), header + yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
+                                                         sort_keys=False)
 
 
-def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str, progress: bool) -> Results:
+def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str, show_progress: bool) -> Results:
     summaries: dict[str, dict] = {}
     requests: dict[str, pd.DataFrame] = {}
     steps: dict[str, pd.DataFrame] = {}
@@ -145,7 +184,10 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
         else:
             todo.append(p)
     log.info("%d points, %d already done, %d to run", len(points), len(summaries), len(todo))
-    bar = _progress(len(todo)) if progress and todo else None
+    view = ProgressView(len(todo)) if show_progress and todo else None
+    if view is not None:
+        for p in todo:
+            view.label(p.id, " ".join(filter(None, [values_label(p.values), f"seed={p.seed}"])))
     started = time.perf_counter()
 
     def on_done(p: Point, result: tuple) -> None:
@@ -153,14 +195,14 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
         if result[1] is not None:
             requests[p.id], steps[p.id] = result[1], result[2]
         log.info("point %s %s seed=%d done", p.id, p.values, p.seed)
-        if bar is not None:
-            bar[0].advance(bar[1])
+        if view is not None:
+            view.point_done(p.id)
 
     try:
-        _execute(todo, out, jobs, executor, on_done)
+        _execute(todo, out, jobs, executor, on_done, view)
     finally:
-        if bar is not None:
-            bar[0].stop()
+        if view is not None:
+            view.stop()
     log.info("ran %d points in %.1f s", len(todo), time.perf_counter() - started)
     table = pd.DataFrame([_summary_row(p, summaries[p.id]) for p in points])
     results = Results(summary=table, directory=out, _requests=requests, _steps=steps)
@@ -170,11 +212,3 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
                                                            default=json_default))
     return results
 
-
-def _progress(total: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("sweep points"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = bar.add_task("run", total=total)
-    bar.start()
-    return bar, task

@@ -54,15 +54,16 @@ def resolve_workload_ref(ref: str, base_dir: Path, where: str) -> Path:
                       f"{', '.join(str(c.parent) for c in candidates)})")
 
 
-def _set_path(data: dict, dotted: str, value: Any, where: str) -> None:
+def set_path(data: dict, dotted: str, value: Any, where: str) -> None:
+    """Set ``data[a][b][c] = value`` for ``dotted`` = ``a.b.c``, creating mappings on the way."""
     keys = dotted.split(".")
     node = data
     for key in keys[:-1]:
         if not isinstance(node, dict):
-            raise ConfigError(f"{where}: sweep key {dotted!r}: {key!r} is not a mapping")
+            raise ConfigError(f"{where}: {dotted}: {key!r} is not a mapping")
         node = node.setdefault(key, {})
     if not isinstance(node, dict):
-        raise ConfigError(f"{where}: sweep key {dotted!r} does not name a field")
+        raise ConfigError(f"{where}: {dotted}: {keys[-2]!r} is not a mapping, so {keys[-1]!r} cannot be set in it")
     node[keys[-1]] = value
 
 
@@ -95,7 +96,7 @@ def expand(cfg: ExperimentConfig, base_dir: Path, where: str) -> list[Point]:
     for values in _combinations(cfg):
         data = copy.deepcopy(raw)
         for key, value in values.items():
-            _set_path(data, key, value, where)
+            set_path(data, key, value, f"{where}: sweep key")
         label = ", ".join(f"{k}={v}" for k, v in values.items())
         point_where = f"{where} (sweep point {label})" if label else where
         point_cfg = parse_config(data, point_where)
