@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from llmsim.experiment.sweep import rate_key, short_keys, value_label, values_label
+from llmsim.experiment.sweep import distinct_labels, rate_key, value_label
 
 WIDTH = 120
 STATUS = {"stable": "stable", "overloaded": "OVERLOADED", "inconclusive": "inconclusive", "offline": "offline"}
@@ -95,8 +95,8 @@ def config_labels(summary: pd.DataFrame, exclude: str | None = None) -> pd.Serie
     cols = [c for c in summary.columns if c.startswith("sweep.") and c != exclude]
     if not cols:
         return pd.Series([""] * len(summary), index=summary.index, dtype=object)
-    names = short_keys(cols)
-    return summary[cols].apply(lambda r: values_label({c: r[c] for c in cols}, names), axis=1)
+    labels = distinct_labels([{c: r[c] for c in cols} for _, r in summary[cols].iterrows()])
+    return pd.Series(labels, index=summary.index, dtype=object)
 
 
 def _col(summary: pd.DataFrame, name: str) -> list:
@@ -152,7 +152,7 @@ def run_table(summary: pd.DataFrame) -> str:
     if labels.str.len().max():
         names = list(labels)
         table = render(run_columns(summary, names))
-        if max(len(line) for line in table.splitlines()) > WIDTH:
+        if max(len(line) for line in table.splitlines()) > WIDTH and labels.str.len().max() > len("config"):
             order = list(dict.fromkeys(labels))
             code = {label: chr(ord("A") + i) if i < 26 else f"C{i}" for i, label in enumerate(order)}
             names = [code[label] for label in labels]
@@ -218,10 +218,11 @@ def headline(exp: dict) -> str:
     lines = []
     for c in exp.get("configurations", []):
         name = f"{c['label']}: " if c["label"] != "all points" else ""
-        stable = f"{c['highest_stable_rps']:g}" if c["highest_stable_rps"] is not None else "none"
+        stable = (f"highest stable rate {c['highest_stable_rps']:g} req/s" if c["highest_stable_rps"] is not None
+                  else "no stable rate")
         over = (f"overloaded from {c['lowest_overloaded_rps']:g}" if c["lowest_overloaded_rps"] is not None
                 else "none overloaded")
-        capacity = f"highest stable rate {stable} req/s, {over}"
+        capacity = f"{stable}, {over}"
         if exp.get("slo"):
             lines.append(f"{name}goodput {c['text']}; {capacity}")
         else:
@@ -274,7 +275,8 @@ def _run_names(directories: Sequence[str]) -> list[str]:
 def _per_point(summary: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
     """One row per sweep point (seeds pooled): numeric means, the worst verdict; index = point label."""
     sweep = [c for c in summary.columns if c.startswith("sweep.")]
-    labels = config_labels(summary) if sweep else pd.Series(["(one point)"] * len(summary), index=summary.index)
+    labels = config_labels(summary) if sweep else pd.Series([""] * len(summary), index=summary.index)
+    labels = labels.replace("", "(all)")
     rows = {}
     for label, g in summary.groupby(labels, sort=False):
         row = {c: g[c].mean() for c in keep if c in g and c != "load_verdict" and pd.api.types.is_numeric_dtype(g[c])}

@@ -152,8 +152,8 @@ def values_label(values: dict[str, Any], names: dict[str, str] | None = None) ->
     parts = []
     for key, value in values.items():
         text = value_label(value)
-        is_block = isinstance(value, dict) or (isinstance(value, str) and value.startswith("{"))
-        parts.append(text if is_block and "kind" in str(value) else f"{names.get(key, key)}={text}")
+        block = _parse(value)
+        parts.append(text if isinstance(block, dict) and "kind" in block else f"{names.get(key, key)}={text}")
     return ", ".join(parts)
 
 
@@ -165,3 +165,36 @@ def rate_key(keys: list[str]) -> str | None:
                 return key
     rates = [k for k in keys if "rate" in k.split(".")[-1]]
     return rates[0] if rates else None
+
+
+def distinct_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """``values_label`` of each row, leaving out what is the same in every row: keys with one value, and
+    the fields of block values (``{kind: ..., ...}``) that never change: ``vllm mode=v0 max_num_seqs=128`` /
+    ``sarathi chunk_size=256 max_num_seqs=128`` read as ``vllm mode=v0`` / ``sarathi chunk_size=256``."""
+    parsed = [{k: _parse(v) for k, v in row.items()} for row in rows]
+    keys = list(dict.fromkeys(k for row in parsed for k in row))
+    if len(parsed) > 1:
+        keys = [k for k in keys if len({json.dumps(row.get(k), sort_keys=True, default=str) for row in parsed}) > 1]
+        parsed = [{k: row[k] for k in keys if k in row} for row in parsed]
+    names = short_keys(keys)
+    common: dict[str, set[str]] = {}
+    for key in keys:
+        blocks = [row.get(key) for row in parsed]
+        if blocks and all(isinstance(b, dict) for b in blocks):
+            fields = set.intersection(*(set(b) for b in blocks)) - {"kind"}
+            common[key] = {f for f in fields if len({json.dumps(b[f], sort_keys=True) for b in blocks}) == 1}
+    out = []
+    for row in parsed:
+        trimmed = {k: ({f: x for f, x in v.items() if f not in common.get(k, ())} if isinstance(v, dict) else v)
+                   for k, v in row.items()}
+        out.append(values_label(trimmed, names))
+    return out
+
+
+def _parse(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

@@ -62,13 +62,15 @@ def test_run_table_fits_and_says_what_matters():
     assert "TTFT ms" in text and "TPOT ms" in text and "E2E s" in text  # units in the headers
     assert "388,500" in text and "e+" not in text
     assert "OVERLOADED" in text and "61/3" in text  # verdict and rejected/unfinished counts
-    assert "sarathi chunk_size=256 max_num_seqs=128" in text and '{"kind"' not in text  # short labels, no JSON
+    # short labels, no JSON, and block fields that never vary (max_num_seqs) left out
+    assert "sarathi chunk_size=256\n" in text and '{"kind"' not in text and "max_num_seqs" not in text
     assert "warning: OVERLOADED" in text
 
 
 def test_run_table_with_long_labels_uses_a_legend():
     df = summary(n_configs=3)
-    df["sweep.workload.input_len"] = '{"kind": "lognormal", "mean": 1000, "sigma": 1.2, "max": 8000}'
+    df["sweep.workload.input_len"] = [f'{{"kind": "lognormal", "mean": {1000 + i % 2}, "sigma": 1.2}}'
+                                      for i in range(len(df))]
     text = run_table(df)
     assert max(len(line) for line in text.splitlines()) <= WIDTH
     assert text.startswith("configurations:") and "  A: " in text and "lognormal mean=1000" in text
@@ -89,16 +91,16 @@ def test_compare_aligns_runs_side_by_side():
     lines = text.splitlines()
     assert "TTFT p50 ms" in lines[0] and "E2E p50 s" in lines[0]
     assert lines[1].split()[1:3] == ["a", "b"]  # runs side by side under each metric
-    row = next(line for line in lines if line.startswith("rate_per_s=2, sarathi chunk_size=256 max_num_seqs=128"))
+    row = next(line for line in lines if line.startswith("rate_per_s=2 "))  # the constant scheduler left out
     assert "50.0" in row and "70.0" in row  # ms, not s
     assert "OVERLOADED" in text
 
 
 def test_compare_drops_metrics_that_do_not_fit_and_rejects_unknown_ones():
-    runs = [summary(n_configs=1) for _ in range(4)]
+    runs = [summary(n_configs=2) for _ in range(4)]
     text = compare_text(runs, ["r1", "r2", "r3", "r4"])
     assert max(len(line) for line in text.splitlines()) <= WIDTH and "left out to fit" in text
-    assert text.startswith("points:\n  A: rate_per_s=2, sarathi")  # long point labels move to a legend
+    assert text.startswith("points:\n  A: rate_per_s=2, sarathi chunk_size=256")  # long labels: a legend
     from llmsim.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown metric"):
