@@ -50,6 +50,21 @@ def register(subparsers) -> None:
                                      "preemptions (default: as many of the first ten as fit 120 columns)")
     p.set_defaults(func=cmd_compare)
 
+    p = subparsers.add_parser(
+        "trace", help="write the requests of an experiment point as a Mooncake JSONL trace",
+        description="Write the requests one sweep point x seed sends (as simulated) in the Mooncake trace format "
+                    "(timestamp ms, input_length, output_length, hash_ids per 512-token block), the interchange "
+                    "format other simulators and benchmarks replay. Read one back with a workload "
+                    "`trace: {path: FILE, format: mooncake}`.")
+    p.add_argument("experiment", help="experiment YAML")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to write")
+    p.add_argument("--point", type=int, default=0,
+                   help="which sweep point x seed, 0-based in the order of points.json (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field as `llmsim run --set` does")
+    p.add_argument("--block-tokens", type=int, default=512, help="tokens per hash id block (default 512)")
+    p.set_defaults(func=cmd_trace)
+
     p = subparsers.add_parser("schema", help="print the experiment YAML's JSON schema")
     p.set_defaults(func=cmd_schema)
 
@@ -119,6 +134,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if all(s.empty for s in summaries):
         raise ConfigError("compare: no summaries found")
     print(compare_text(summaries, _run_names(args.directories), metrics))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from llmsim.experiment.config import load_config
+    from llmsim.experiment.point import point_requests
+    from llmsim.experiment.sweep import expand
+    from llmsim.specs import load_model
+    from llmsim.workload.trace_formats import write_mooncake
+
+    cfg, base = load_config(args.experiment, tuple(args.overrides))
+    points = expand(cfg, base, args.experiment)
+    if not 0 <= args.point < len(points):
+        raise ConfigError(f"--point: expected 0 to {len(points) - 1} ({len(points)} sweep points x seeds), "
+                          f"got {args.point}")
+    if args.block_tokens < 1:
+        raise ConfigError(f"--block-tokens: must be a positive integer, got {args.block_tokens}")
+    point = points[args.point]
+    spec, stream = point_requests(point, load_model(point.config.model))
+    if spec.closed_loop is not None:
+        raise ConfigError(f"{args.experiment}: workload: a closed-loop workload has no arrival times before it "
+                          "is simulated; export an open-loop one")
+    n = write_mooncake(stream, args.output, args.block_tokens)
+    print(f"{args.output}: {n} requests of point {point.id} (seed {point.seed})")
     return 0
 
 

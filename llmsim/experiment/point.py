@@ -85,21 +85,29 @@ def _with_phases(result, point: Point):
     return replace(result, requests=requests, overloaded=verdict)
 
 
+def point_requests(point: Point, model):
+    """The point's workload spec and its request stream as the simulator receives it (seeded by the
+    point's seed; arrival times of a closed-loop workload are set while simulating)."""
+    from llmsim.workload import generate_requests
+
+    cfg = point.config
+    spec = load_point_workload(point)
+    rng = np.random.default_rng(point.seed)
+    return spec, generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
+                                   max_context=model.max_context)
+
+
 def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Simulate one point; returns (summary dict, requests table, steps table)."""
     from llmsim.experiment.progress import track
     from llmsim.sim import simulate
-    from llmsim.workload import generate_requests
 
     cfg = point.config
     model = load_model(cfg.model)
     hardware = load_hardware(cfg.hardware)
     layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
     precision = Precision.parse(cfg.precision, cfg.kv_dtype)
-    spec = load_point_workload(point)
-    rng = np.random.default_rng(point.seed)
-    stream = generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
-                               max_context=model.max_context)
+    spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
     if spec.closed_loop is not None:
