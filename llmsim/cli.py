@@ -1,6 +1,8 @@
 """``llmsim`` command line: estimate, models, hardware (and the subcommands other packages register).
 
-User mistakes (``LlmsimError``) print one line ``error: ...`` on stderr and exit with code 2.
+User mistakes (``LlmsimError``) print one line ``error: ...`` on stderr and exit with code 2. The core
+commands (estimate, models, hardware) are parsed without importing the other subcommands' modules, so
+``llmsim estimate`` answers in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -161,33 +163,55 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def _add_layout_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="shipped model name or path to a HF config.json")
-    p.add_argument("--hardware", required=True, help="hardware profile name or path to a profile YAML")
+    p.add_argument("--model", required=True,
+                   help="shipped model name (see `llmsim models`) or path to a HF config.json")
+    p.add_argument("--hardware", required=True,
+                   help="hardware profile name (see `llmsim hardware`) or path to a profile YAML")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline-parallel degree (default 1)")
-    p.add_argument("--precision", default="bf16", help="bf16, fp16, fp8, w8a8-int8, int8, int4 (default bf16)")
-    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype: bf16, fp16, fp8, int8, int4")
+    p.add_argument("--precision", default="bf16",
+                   help="bf16, fp16, fp8, w8a8-int8, or weight-only int8 / int4 (default bf16)")
+    p.add_argument("--kv-dtype", default=None, help="KV-cache dtype: bf16, fp16, fp8, int8, int4 (default: the "
+                                                    "activation dtype: fp16 for --precision fp16, else bf16)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmsim", description="Simulate and estimate LLM serving performance.")
+EXIT_CODES = """exit codes:
+  0    success
+  1    internal error (a bug: please report the traceback)
+  2    bad input or usage: one line `error: FILE: field: what was expected` on stderr
+  130  interrupted (Ctrl-C)"""
+CORE_COMMANDS = ("estimate", "models", "hardware")
+
+
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
+    """The ``llmsim`` parser; ``plugins=False`` leaves out the subcommands other packages register."""
+    from llmsim import __version__
+
+    parser = argparse.ArgumentParser(prog="llmsim", description="Simulate and estimate LLM serving performance.",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"llmsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("estimate", help="analytical estimate of one static batch (milliseconds to answer)")
+    p = sub.add_parser("estimate", help="analytical estimate of one static batch (answers in milliseconds)",
+                       description="Time one static batch on the roofline cost model: prefill of batch-size "
+                                   "prompts, then output-len - 1 decode steps; memory and KV capacity as vLLM "
+                                   "sizes them.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_layout_args(p)
-    p.add_argument("--batch-size", type=int, required=True)
-    p.add_argument("--input-len", type=int, required=True)
-    p.add_argument("--output-len", type=int, required=True)
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--batch-size", type=int, required=True, help="sequences in the batch")
+    p.add_argument("--input-len", type=int, required=True, help="prompt tokens per sequence")
+    p.add_argument("--output-len", type=int, required=True, help="output tokens per sequence (the first from prefill)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="fraction of HBM the engine may use, as vLLM's flag (default 0.9)")
     p.add_argument("--block-size", type=int, default=16, help="paged-KV block size in tokens (default 16)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     p.add_argument("--breakdown", action="store_true", help="per-operator tables of prefill and decode")
     p.set_defaults(func=cmd_estimate)
 
     sub.add_parser("models", help="list shipped model specs").set_defaults(func=cmd_models)
     sub.add_parser("hardware", help="list hardware profiles").set_defaults(func=cmd_hardware)
-    for register in _plugin_commands():
-        register(sub)
+    if plugins:
+        for register in _plugin_commands():
+            register(sub)
     return parser
 
 
@@ -206,8 +230,14 @@ def _plugin_commands():
     return found
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first non-option word), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(plugins=_command(argv) not in CORE_COMMANDS)
     args = parser.parse_args(argv)
     handler = _warnings_to_stderr()
     try:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from llmsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COMPARE_COLUMNS = ("throughput_rps", "output_tokens_per_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
                    "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "slo_attainment", "preemptions", "overloaded")
@@ -18,22 +20,50 @@ LATENCY_PREFIXES = ("ttft_", "tpot_", "itl_", "e2e_", "queue_")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("run", help="run an experiment YAML (sweeps in parallel, resumable)")
-    p.add_argument("experiment", help="experiment YAML")
+    p = subparsers.add_parser(
+        "run", help="run an experiment YAML (sweeps in parallel, resumable)",
+        description="Simulate every sweep point x seed of an experiment; print a table (stdout), progress (stderr), "
+                    "and write a results directory. Re-running skips finished points.")
+    p.add_argument("experiment", help="experiment YAML (see experiments/ and `llmsim schema`)")
     p.add_argument("--out", help="results directory (default: results/<experiment name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field, VALUE read as YAML: --set stop.num_requests=2000; a swept key runs that "
+                        "one value (--set workload.arrival.rate_per_s=7); repeatable")
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument("--executor", default="local", help="local (default) or dask")
+    p.add_argument("--executor", default="local", choices=("local", "dask"), help="local (default) or dask")
     p.add_argument("--no-plots", action="store_true", help="skip drawing figures after the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=cmd_run)
 
-    p = subparsers.add_parser("plot", help="draw figures from a results directory")
-    p.add_argument("directory")
+    p = subparsers.add_parser("plot", help="draw figures from a results directory",
+                              description="Draw every figure of a results directory as PNG and SVG.")
+    p.add_argument("directory", metavar="DIR", help="results directory written by `llmsim run`")
     p.add_argument("--out", help="figure folder (default: DIR/plots)")
     p.set_defaults(func=cmd_plot)
 
-    p = subparsers.add_parser("compare", help="side-by-side summary of results directories")
-    p.add_argument("directories", nargs="+")
+    p = subparsers.add_parser("compare", help="side-by-side summary of results directories",
+                              description="Print the runs side by side: one row per sweep point (seeds averaged), "
+                                          "one column per run under each metric. Latencies in ms, E2E in s.")
+    p.add_argument("directories", nargs="+", metavar="DIR", help="results directories written by `llmsim run`")
+    p.add_argument("--metrics", help="comma-separated metrics to show, from: status, served, tokens, ttft_p50, "
+                                     "ttft_p99, tpot_p50, tpot_p99, itl_p99, e2e_p50, attainment, goodput, rejected, "
+                                     "preemptions (default: as many of the first ten as fit 120 columns)")
     p.set_defaults(func=cmd_compare)
+
+    p = subparsers.add_parser(
+        "trace", help="write the requests of an experiment point as a Mooncake JSONL trace",
+        description="Write the requests one sweep point x seed sends (as simulated) in the Mooncake trace format "
+                    "(timestamp ms, input_length, output_length, hash_ids per 512-token block), the interchange "
+                    "format other simulators and benchmarks replay. Read one back with a workload "
+                    "`trace: {path: FILE, format: mooncake}`.")
+    p.add_argument("experiment", help="experiment YAML")
+    p.add_argument("-o", "--output", required=True, help="JSONL file to write")
+    p.add_argument("--point", type=int, default=0,
+                   help="which sweep point x seed, 0-based in the order of points.json (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field as `llmsim run --set` does")
+    p.add_argument("--block-tokens", type=int, default=512, help="tokens per hash id block (default 512)")
+    p.set_defaults(func=cmd_trace)
 
     p = subparsers.add_parser("schema", help="print the experiment YAML's JSON schema")
     p.set_defaults(func=cmd_schema)
@@ -43,31 +73,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from llmsim.experiment.config import load_config
     from llmsim.experiment.runner import run_experiment
 
-    cfg, _ = load_config(args.experiment)
+    overrides = tuple(args.overrides)
+    cfg, _ = load_config(args.experiment, overrides)
     out = Path(args.out) if args.out else Path("results") / cfg.name
-    results = run_experiment(args.experiment, out, jobs=args.jobs, executor=args.executor, progress=True)
-    _print_summary(results.summary)
+    results = run_experiment(args.experiment, out, jobs=args.jobs, executor=args.executor,
+                             progress=not args.no_progress, overrides=overrides)
+    _print_summary(results.summary, results.experiment_summary())
     if not args.no_plots:
         from llmsim.plots import plot_all
 
         plot_all(out)
-    print(f"\nresults in {out}/ (summary table, per-point requests and steps, run.log"
+    print(f"\nresults in {out}/ (summary table and summary.json, per-point requests and steps, run.log"
           f"{'' if args.no_plots else ', plots/'})")
     return 0
 
 
-def _print_summary(summary: pd.DataFrame) -> None:
-    sweep = [c for c in summary.columns if c.startswith("sweep.")]
-    cols = ["point_id", "seed", *sweep, *[c for c in COMPARE_COLUMNS if c in summary]]
-    view = summary[cols].copy()
-    latency = [c for c in view.columns if c.startswith(LATENCY_PREFIXES) and c.endswith("_s")]
-    for c in latency:
-        view[c] = view[c] * 1e3
-    view = view.rename(columns={c: c[:-2] + "_ms" for c in latency})
-    print(view.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    if "overloaded" in summary and summary["overloaded"].fillna(False).astype(bool).any():
-        print("\nwarning: some points are overloaded (arrivals outpace service; the queue grows without bound):"
-              " their latencies describe a transient, not a steady state")
+def _print_summary(summary: pd.DataFrame, exp: dict) -> None:
+    from llmsim.experiment.report import headline, run_table
+
+    print(run_table(summary))
+    text = headline(exp)
+    if text:
+        print("\n" + text)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -80,6 +107,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def compare_table(directories: list[str]) -> pd.DataFrame:
+    """The compared summaries as one long table: a ``results`` column, the sweep columns and the seed means
+    of ``COMPARE_COLUMNS`` (for notebooks; ``llmsim compare`` prints them side by side)."""
+    import pandas as pd
+
     from llmsim.experiment.results import Results
 
     frames = []
@@ -95,10 +126,38 @@ def compare_table(directories: list[str]) -> pd.DataFrame:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    table = compare_table(args.directories)
-    if table.empty:
+    from llmsim.experiment.report import DEFAULT_METRICS, _run_names, compare_text
+    from llmsim.experiment.results import Results
+
+    metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
+    summaries = [Results.load(d).summary for d in args.directories]
+    if all(s.empty for s in summaries):
         raise ConfigError("compare: no summaries found")
-    print(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+    print(compare_text(summaries, _run_names(args.directories), metrics))
+    return 0
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from llmsim.experiment.config import load_config
+    from llmsim.experiment.point import point_requests
+    from llmsim.experiment.sweep import expand
+    from llmsim.specs import load_model
+    from llmsim.workload.trace_formats import write_mooncake
+
+    cfg, base = load_config(args.experiment, tuple(args.overrides))
+    points = expand(cfg, base, args.experiment)
+    if not 0 <= args.point < len(points):
+        raise ConfigError(f"--point: expected 0 to {len(points) - 1} ({len(points)} sweep points x seeds), "
+                          f"got {args.point}")
+    if args.block_tokens < 1:
+        raise ConfigError(f"--block-tokens: must be a positive integer, got {args.block_tokens}")
+    point = points[args.point]
+    spec, stream = point_requests(point, load_model(point.config.model))
+    if spec.closed_loop is not None:
+        raise ConfigError(f"{args.experiment}: workload: a closed-loop workload has no arrival times before it "
+                          "is simulated; export an open-loop one")
+    n = write_mooncake(stream, args.output, args.block_tokens)
+    print(f"{args.output}: {n} requests of point {point.id} (seed {point.seed})")
     return 0
 
 

@@ -40,30 +40,54 @@ class MemoryConfig(_Strict):
 
 
 class SLOConfig(_Strict):
-    """Latency targets (seconds; null = no target) and the attainment that defines goodput."""
+    """Per-request latency targets (seconds; null = no target) and the fraction of requests that must meet
+    them all (``attainment``); ``percentiles``: targets on percentiles of the run, keyed
+    ``<ttft|tpot|itl|e2e>_p<q>_s`` (``itl_p99_s: 0.1``: p99 inter-token latency at most 100 ms). Goodput
+    is the highest request rate at which all of them hold."""
 
     ttft_s: float | None = Field(None, gt=0)
     tpot_s: float | None = Field(None, gt=0)
     e2e_s: float | None = Field(None, gt=0)
     attainment: float = Field(0.9, gt=0, le=1)
+    percentiles: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("percentiles")
+    @classmethod
+    def _percentile_keys(cls, v: dict[str, float]) -> dict[str, float]:
+        from llmsim.metrics.slo import percentile_key
+
+        for key, target in v.items():
+            if percentile_key(key) is None:
+                raise ValueError(f"{key}: expected <ttft|tpot|itl|e2e>_p<percentile>_s, e.g. itl_p99_s")
+            if not isinstance(target, int | float) or isinstance(target, bool) or not target > 0:
+                raise ValueError(f"{key}: must be a positive number of seconds, got {target!r}")
+        return v
 
 
 class StopConfig(_Strict):
     """Run until ``num_requests`` have arrived or ``duration_s`` of simulated time, whichever first;
-    the first ``warmup_requests`` (by arrival) and arrivals before ``warmup_s`` are left out of summaries."""
+    the first ``warmup_requests`` arrivals and those before ``warmup_s``, and the last ``cooldown_requests``
+    arrivals and those within ``cooldown_s`` of the last one, are marked in the requests table and left
+    out of summaries (all in arrival order)."""
 
     num_requests: int | None = Field(1000, ge=1)
     duration_s: float | None = Field(None, gt=0)
     warmup_requests: int = Field(0, ge=0)
     warmup_s: float = Field(0.0, ge=0)
+    cooldown_requests: int = Field(0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _bounded(self) -> StopConfig:
         if self.num_requests is None and self.duration_s is None:
             raise ValueError("give num_requests or duration_s")
-        if self.num_requests is not None and self.warmup_requests >= self.num_requests:
+        trimmed = self.warmup_requests + self.cooldown_requests
+        if self.num_requests is not None and trimmed >= self.num_requests and not self.cooldown_requests:
             raise ValueError(f"warmup_requests: {self.warmup_requests} leaves none of the {self.num_requests} "
                              "requests to summarise; it must be less than num_requests")
+        if self.num_requests is not None and trimmed >= self.num_requests:
+            raise ValueError(f"warmup_requests + cooldown_requests ({trimmed}) must be less than num_requests "
+                             f"({self.num_requests}): none would be left to summarise")
         if self.duration_s is not None and self.warmup_s >= self.duration_s:
             raise ValueError(f"warmup_s: {self.warmup_s} leaves none of the {self.duration_s} s run to "
                              "summarise; it must be less than duration_s")
@@ -181,10 +205,16 @@ def parse_config(data: Any, where: str) -> ExperimentConfig:
         raise ConfigError("; ".join(lines) + more) from None
 
 
-def load_config(path: str | Path) -> tuple[ExperimentConfig, Path]:
-    """Read and validate an experiment YAML; returns the config and the file's folder (for relative paths)."""
+def load_config(path: str | Path, overrides: tuple[str, ...] = ()) -> tuple[ExperimentConfig, Path]:
+    """Read and validate an experiment YAML, with ``--set KEY=VALUE`` ``overrides`` applied (see
+    ``llmsim.experiment.overrides``); returns the config and the file's folder (for relative paths)."""
     path = Path(path)
-    return parse_config(load_yaml(path, "experiment"), str(path)), path.parent
+    data = load_yaml(path, "experiment")
+    if overrides:
+        from llmsim.experiment.overrides import apply_overrides
+
+        data = apply_overrides(data, overrides, str(path))
+    return parse_config(data, str(path)), path.parent
 
 
 def json_schema() -> dict:

@@ -96,15 +96,19 @@ def _workload_warnings(spec) -> list[str]:
 
 def _slo(point: Point) -> dict[str, float]:
     slo = point.config.slo
-    return {k: v for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s))
-            if v is not None}
+    targets = {k: v for k, v in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s))
+               if v is not None}
+    targets.update(slo.percentiles)
+    return {**targets, "attainment": slo.attainment} if targets else {}
 
 
-def warmup_mask(requests: pd.DataFrame, point: Point) -> np.ndarray:
-    """Requests kept for summaries: past the first ``warmup_requests`` ids and arriving after ``warmup_s``."""
+def mark_phases(requests: pd.DataFrame, point: Point) -> pd.DataFrame:
+    """The requests table with its ``phase`` column (warmup / measured / cooldown, in arrival order)."""
+    from llmsim.metrics.window import mark_phases as mark
+
     stop = point.config.stop
-    return ((requests["id"].to_numpy() >= stop.warmup_requests)
-            & (requests["arrival_s"].to_numpy() >= stop.warmup_s))
+    return mark(requests, warmup_requests=stop.warmup_requests, warmup_s=stop.warmup_s,
+                cooldown_requests=stop.cooldown_requests, cooldown_s=stop.cooldown_s)
 
 
 def closed_loop_feed(closed, stream, seed: int):
@@ -127,33 +131,41 @@ def closed_loop_feed(closed, stream, seed: int):
     return initial, callback
 
 
-def _trim_warmup(result, point: Point):
-    """Drop warm-up requests (and the steps before the first kept arrival) from the tables summarised."""
+def _with_phases(result, point: Point):
+    """Mark warm-up and cool-down requests and judge the load over the measured ones."""
     from dataclasses import replace
 
-    keep = warmup_mask(result.requests, point)
-    if keep.all():
-        return result
-    requests = result.requests[keep].reset_index(drop=True)
-    t0 = float(requests["arrival_s"].min()) if len(requests) else 0.0
-    steps = result.steps[result.steps["start_s"] >= t0].reset_index(drop=True)
-    return replace(result, requests=requests, steps=steps)
+    from llmsim.metrics.overload import detect_overload
+
+    requests = mark_phases(result.requests, point)
+    verdict = detect_overload(requests, result.steps, result.info.get("unfinished", 0), result.info.get("end_s"))
+    return replace(result, requests=requests, overloaded=verdict)
+
+
+def point_requests(point: Point, model):
+    """The point's workload spec and its request stream as the simulator receives it (seeded by the
+    point's seed; arrival times of a closed-loop workload are set while simulating)."""
+    from llmsim.workload import generate_requests
+
+    cfg = point.config
+    spec = load_point_workload(point)
+    rng = np.random.default_rng(point.seed)
+    return spec, generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
+                                   max_context=model.max_context)
 
 
 def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Simulate one point; returns (summary dict, requests table, steps table)."""
+    from llmsim.experiment.progress import track
     from llmsim.sim import simulate
-    from llmsim.workload import generate_requests
 
     cfg = point.config
     model = load_model(cfg.model)
     hardware = load_hardware(cfg.hardware)
     layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
     precision = Precision.parse(cfg.precision, cfg.kv_dtype)
-    spec = load_point_workload(point)
-    rng = np.random.default_rng(point.seed)
-    stream = generate_requests(spec, rng, num_requests=cfg.stop.num_requests, duration_s=cfg.stop.duration_s,
-                               max_context=model.max_context)
+    spec, stream = point_requests(point, model)
+    stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
@@ -163,11 +175,9 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
                       scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
                       frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,
                       max_time_s=max_time, engine=cfg.engine, max_model_len=cfg.max_model_len)
-    summary = _trim_warmup(result, point).summary(slo=_slo(point) or None)
+    result = _with_phases(result, point)
+    summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
-    arrivals = result.requests["arrival_s"].to_numpy(float)
-    span = float(arrivals.max() - arrivals.min()) if len(arrivals) > 1 else 0.0
-    summary["arrival_rate_rps"] = (len(arrivals) - 1) / span if span > 0 else None
     gpus = layout.num_gpus
     summary["num_gpus"] = gpus
     summary["output_tokens_per_s_per_gpu"] = summary.get("output_tokens_per_s", 0.0) / gpus

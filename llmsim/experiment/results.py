@@ -5,6 +5,7 @@
     DIR/points/ID/summary.json   one point's summary (written last: its presence marks the point done)
     DIR/points/ID/requests.parquet|csv, steps.parquet|csv
     DIR/summary.parquet|csv      one row per point x seed (sweep values as columns)
+    DIR/summary.json             the experiment's headline: goodput and capacity per configuration
     DIR/run.log
 """
 
@@ -51,12 +52,20 @@ def remove_partial_files(directory: Path) -> list[Path]:
     return removed
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file (0o666 less the umask); ``mkstemp`` alone gives 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -76,6 +85,7 @@ def write_table(df: pd.DataFrame, path_stem: Path) -> Path:
         os.close(fd)
         try:
             df.to_parquet(tmp, index=False)
+            os.chmod(tmp, _file_mode())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -130,6 +140,12 @@ class Results:
             raise ConfigError(f"{directory}: not a results directory (no summary table; run `llmsim run` "
                               "first)") from None
         return cls(summary=summary, directory=directory)
+
+    def experiment_summary(self) -> dict:
+        """Goodput and capacity per configuration (what ``DIR/summary.json`` holds)."""
+        from llmsim.experiment.report import experiment_summary
+
+        return experiment_summary(self.summary)
 
     def sweep_columns(self) -> list[str]:
         return [c for c in self.summary.columns if c.startswith("sweep.")]

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import pandas as pd
 import yaml
 
 from llmsim.errors import ConfigError, Interrupted, LlmsimError
+from llmsim.experiment import progress
 from llmsim.experiment.config import ExperimentConfig, load_config, parse_config
 from llmsim.experiment.point import preflight, run_point
+from llmsim.experiment.progress import ProgressView
 from llmsim.experiment.results import (
     Results,
     atomic_write_text,
@@ -26,7 +30,7 @@ from llmsim.experiment.results import (
     remove_partial_files,
     write_table,
 )
-from llmsim.experiment.sweep import Point, expand
+from llmsim.experiment.sweep import Point, expand, values_label
 from llmsim.experiment.workers import run_in_processes
 
 EXECUTORS = ("local", "dask")
@@ -91,28 +95,53 @@ def _setup_log(out_dir: Path | None) -> logging.Handler | None:
 
 
 def _execute(todo: list[Point], out_dir: Path | None, jobs: int, executor: str,
-             on_done: Callable[[Point, tuple], None]) -> None:
+             on_done: Callable[[Point, tuple], None], view: ProgressView | None = None) -> None:
     if executor == "dask":
         from llmsim.experiment.dask_executor import run_on_dask
 
         run_on_dask(todo, out_dir, jobs, _run_and_store, on_done)
     elif jobs <= 1 or len(todo) <= 1:
-        for p in todo:
-            on_done(p, _run_and_store(p, out_dir))
+        progress.set_sink(view.update if view is not None else None)
+        try:
+            for p in todo:
+                on_done(p, _run_and_store(p, out_dir))
+        finally:
+            progress.set_sink(None)
     else:
-        run_in_processes(todo, out_dir, jobs, _run_and_store, on_done)
+        _execute_pool(todo, out_dir, jobs, on_done, view)
+
+
+def _execute_pool(todo: list[Point], out_dir: Path | None, jobs: int, on_done: Callable[[Point, tuple], None],
+                  view: ProgressView | None) -> None:
+    """Worker processes (stopped at once on Ctrl-C, dying with a killed parent); their progress comes back
+    through a queue drained while waiting for results."""
+    queue = multiprocessing.get_context().Queue() if view is not None else None
+    run_in_processes(todo, out_dir, jobs, _run_and_store, on_done,
+                     progress_queue=queue, on_wait=(lambda: _drain(queue, view)) if queue is not None else None)
+
+
+def _drain(queue, view: ProgressView | None) -> None:
+    if queue is None or view is None:
+        return
+    while True:
+        try:
+            view.update(*queue.get_nowait())
+        except Empty:
+            return
 
 
 def run_experiment(config: ExperimentConfig | Mapping | str | Path, out_dir: str | Path | None = None, *,
                    jobs: int = 1, executor: str = "local", progress: bool = False,
-                   base_dir: str | Path | None = None) -> Results:
+                   base_dir: str | Path | None = None, overrides: tuple[str, ...] = ()) -> Results:
     """Run every point of ``config`` (a path, a mapping or an ExperimentConfig). With ``out_dir`` results
-    are written there (and finished points are skipped on re-runs); without, everything stays in memory."""
+    are written there (and finished points are skipped on re-runs); without, everything stays in memory.
+    ``overrides``: ``KEY=VALUE`` strings, as ``llmsim run --set`` (see ``llmsim.experiment.overrides``);
+    ``progress``: live progress on stderr."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
     if jobs < 1:
         raise ConfigError(f"--jobs: must be a positive integer, got {jobs}")
-    cfg, base, where, text = _coerce(config, base_dir)
+    cfg, base, where, text = _coerce(config, base_dir, tuple(overrides))
     points = expand(cfg, base, where)
     notes = _preflight_all(points)
     out = Path(out_dir) if out_dir is not None else None
@@ -148,18 +177,25 @@ def _preflight_all(points: list[Point]) -> list[str]:
     return list(notes)
 
 
-def _coerce(config, base_dir) -> tuple[ExperimentConfig, Path, str, str]:
+def _coerce(config, base_dir, overrides: tuple[str, ...] = ()) -> tuple[ExperimentConfig, Path, str, str]:
     if isinstance(config, ExperimentConfig):
         return config, Path(base_dir or "."), "<experiment>", yaml.safe_dump(config.model_dump(mode="json"))
     if isinstance(config, Mapping):
-        return (parse_config(config, "<experiment>"), Path(base_dir or "."), "<experiment>",
-                yaml.safe_dump(dict(config), sort_keys=False))
+        from llmsim.experiment.overrides import apply_overrides
+
+        data = apply_overrides(dict(config), overrides, "<experiment>")
+        return (parse_config(data, "<experiment>"), Path(base_dir or "."), "<experiment>",
+                yaml.safe_dump(dict(data), sort_keys=False))
     path = Path(config)
-    cfg, base = load_config(path)
-    return cfg, base, str(path), path.read_text()
+    cfg, base = load_config(path, tuple(overrides))
+    if not overrides:
+        return cfg, base, str(path), path.read_text()
+    header = f"# {path} with --set {' --set '.join(overrides)}\n"  # what ran, so it can be re-run as is
+    return cfg, base, str(path), header + yaml.safe_dump(cfg.model_dump(mode="json", exclude_defaults=True),
+                                                         sort_keys=False)
 
 
-def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str, progress: bool) -> Results:
+def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str, show_progress: bool) -> Results:
     summaries: dict[str, dict] = {}
     requests: dict[str, pd.DataFrame] = {}
     steps: dict[str, pd.DataFrame] = {}
@@ -174,7 +210,10 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
         else:
             todo.append(p)
     log.info("%d points, %d already done, %d to run", len(points), len(summaries), len(todo))
-    bar = _progress(len(todo)) if progress and todo else None
+    view = ProgressView(len(todo)) if show_progress and todo else None
+    if view is not None:
+        for p in todo:
+            view.label(p.id, " ".join(filter(None, [values_label(p.values), f"seed={p.seed}"])))
     started = time.perf_counter()
 
     def on_done(p: Point, result: tuple) -> None:
@@ -182,21 +221,24 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
         if result[1] is not None:
             requests[p.id], steps[p.id] = result[1], result[2]
         log.info("point %s %s seed=%d done", p.id, p.values, p.seed)
-        if bar is not None:
-            bar[0].advance(bar[1])
+        if view is not None:
+            view.point_done(p.id)
 
     try:
-        _execute(todo, out, jobs, executor, on_done)
+        _execute(todo, out, jobs, executor, on_done, view)
     except KeyboardInterrupt:
         raise Interrupted(_interrupted_message(len(summaries), len(points), out)) from None
     finally:
-        if bar is not None:
-            bar[0].stop()
+        if view is not None:
+            view.stop()
     log.info("ran %d points in %.1f s", len(todo), time.perf_counter() - started)
     table = pd.DataFrame([_summary_row(p, summaries[p.id]) for p in points])
+    results = Results(summary=table, directory=out, _requests=requests, _steps=steps)
     if out is not None:
         write_table(table, out / "summary")
-    return Results(summary=table, directory=out, _requests=requests, _steps=steps)
+        atomic_write_text(out / "summary.json", json.dumps(results.experiment_summary(), indent=1,
+                                                           default=json_default))
+    return results
 
 
 def _interrupted_message(done: int, total: int, out: Path | None) -> str:
@@ -205,14 +247,3 @@ def _interrupted_message(done: int, total: int, out: Path | None) -> str:
         return f"interrupted: {done} of {total} points had finished; nothing was written"
     return (f"interrupted: {done} of {total} points are done and kept in {out}/; run the same command again to "
             "resume (finished points are skipped)")
-
-
-def _progress(total: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    bar = Progress(TextColumn("sweep points"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True))  # stdout carries the summary table only (`| head` works)
-    task = bar.add_task("run", total=total)
-    bar.start()
-    return bar, task

@@ -23,7 +23,11 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PARENT_POLL_S = 0.5
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(parent_pid: int, progress_queue=None) -> None:
+    if progress_queue is not None:  # progress inside each point goes back to the parent's view
+        from llmsim.experiment.progress import queue_sink
+
+        queue_sink(progress_queue)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # without prctl the watcher below still covers it
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
@@ -39,10 +43,13 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def run_in_processes(todo: list, out_dir: Path | None, jobs: int, fn: Callable,
-                     on_done: Callable[[object, tuple], None]) -> None:
-    """Run ``fn(point, out_dir)`` for every point on ``jobs`` processes; ``on_done`` as each one finishes.
+                     on_done: Callable[[object, tuple], None], progress_queue=None,
+                     on_wait: Callable[[], None] | None = None) -> None:
+    """Run ``fn(point, out_dir)`` for every point on ``jobs`` processes; ``on_done`` as each one finishes,
+    ``on_wait`` about every 0.2 s while waiting (to drain ``progress_queue``, which the workers report into).
     On any exception (Ctrl-C included) the workers are terminated at once and the exception propagates."""
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                               initargs=(os.getpid(), progress_queue))
     try:
         pending: dict[Future, object] = {pool.submit(fn, p, out_dir): p for p in todo}
     except BaseException:
@@ -51,7 +58,9 @@ def run_in_processes(todo: list, out_dir: Path | None, jobs: int, fn: Callable,
     rank = {id(p): i for i, p in enumerate(todo)}
     try:
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            done, _ = wait(pending, timeout=0.2 if on_wait is not None else None, return_when=FIRST_COMPLETED)
+            if on_wait is not None:
+                on_wait()
             for fut in sorted(done, key=lambda f: rank[id(pending[f])]):
                 on_done(pending.pop(fut), fut.result())
     except BaseException:

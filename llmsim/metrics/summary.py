@@ -1,33 +1,28 @@
-"""Records -> one flat, JSON-able summary: latency percentiles, throughput, SLO attainment, KV use, MFU/MBU,
-and the cross-checks (Little's law, overload)."""
+"""Records -> one flat, JSON-able summary: latency percentiles, throughput, SLO attainment and goodput, KV
+use, MFU/MBU, the load verdict (stable / overloaded / inconclusive) and the cross-checks (Little's law).
+
+A summary describes the measured requests (``phase == "measured"`` when the table has a phase column, see
+``llmsim.metrics.window``); throughput counts completions inside the window of their arrivals.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from llmsim.metrics.histogram import LogHistogram
+from llmsim.metrics.overload import Overload, detect_overload
+from llmsim.metrics.slo import REQUEST_KEYS, evaluate_slo, slo_attainment
+from llmsim.metrics.window import Window, measured_mask
+
+__all__ = ["Overload", "detect_overload", "latency_stats", "littles_law", "slo_attainment", "summarize"]
 
 LATENCIES = ("queue_s", "ttft_s", "tpot_s", "e2e_s", "itl_max_s")
 QUANTILES = (("p50", 50), ("p90", 90), ("p99", 99))
-SLO_KEYS = ("ttft_s", "tpot_s", "e2e_s")
-
-
-@dataclass(frozen=True, slots=True)
-class Overload:
-    """Whether the run was overloaded (arrivals outpaced service: the queue grows without bound), and why.
-    Truthy when overloaded."""
-
-    overloaded: bool
-    reason: str = ""
-    queue_growth_s_per_s: float = 0.0
-
-    def __bool__(self) -> bool:
-        return self.overloaded
+SLO_KEYS = REQUEST_KEYS
 
 
 def _clean(value: float) -> float | None:
@@ -43,44 +38,6 @@ def latency_stats(df: pd.DataFrame) -> dict[str, float | None]:
         for name, q in QUANTILES:
             out[f"{col[:-2]}_{name}_s"] = _clean(float(np.percentile(v, q))) if v.size else None
     return out
-
-
-def slo_attainment(requests: pd.DataFrame, slo: Mapping[str, float]) -> float | None:
-    """Fraction of all requests (rejected ones count as misses) meeting every given target."""
-    unknown = set(slo) - set(SLO_KEYS)
-    if unknown:
-        raise ValueError(f"slo: unknown target(s) {', '.join(sorted(unknown))}; valid: {', '.join(SLO_KEYS)}")
-    if not len(requests):
-        return None
-    ok = (requests["status"] == "finished").to_numpy().copy()
-    for key, target in slo.items():
-        v = requests[key].to_numpy(dtype=np.float64)
-        ok &= np.nan_to_num(v, nan=0.0 if key == "tpot_s" else np.inf) <= target
-    return float(ok.mean())
-
-
-def detect_overload(requests: pd.DataFrame, steps: pd.DataFrame, unfinished: int, end_s: float) -> Overload:
-    """Overloaded if the queueing delay grows with arrival time (last quarter vs first quarter of arrivals,
-    more than 2 % of elapsed time and more than ten median steps) or requests were left unfinished with a
-    growing queue when the run was cut off."""
-    fin = requests[requests["status"] == "finished"]
-    if len(fin) < 8:
-        return Overload(unfinished > 0, f"{unfinished} requests unfinished at the end" if unfinished else "")
-    fin = fin.sort_values("arrival_s", kind="stable")
-    q = len(fin) // 4
-    first, last = fin.iloc[:q], fin.iloc[-q:]
-    dt = float(last["arrival_s"].mean() - first["arrival_s"].mean())
-    growth = float(last["queue_s"].mean() - first["queue_s"].mean()) / dt if dt > 0 else 0.0
-    step_s = float(steps["duration_s"].median()) if len(steps) else 0.0
-    if growth > 0.02 and float(last["queue_s"].mean()) > 10 * step_s:
-        span = float(fin["arrival_s"].max() - fin["arrival_s"].min()) or 1.0
-        served = float(fin["finish_s"].max() - fin["arrival_s"].min()) or 1.0
-        return Overload(True, f"queueing delay grows by {growth:.3f} s per s of arrivals "
-                              f"(arrivals {len(fin) / span:.3g} req/s, served {len(fin) / served:.3g} req/s)",
-                        growth)
-    if unfinished > 0 and unfinished > 0.05 * len(requests):
-        return Overload(True, f"{unfinished} requests unfinished when the run stopped at {end_s:.3g} s", growth)
-    return Overload(False, "", growth)
 
 
 def littles_law(requests: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float | None]:
@@ -99,34 +56,61 @@ def littles_law(requests: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float 
 def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram | None = None,
               slo: Mapping[str, float] | None = None, peak_flops_per_s: float = 0.0,
               peak_hbm_bytes_per_s: float = 0.0, overload: Overload | None = None) -> dict:
-    """Flat dict of the run; ``peak_*`` are totals over all GPUs of all replicas (for MFU / MBU)."""
-    fin = requests[requests["status"] == "finished"]
-    out: dict = {"num_requests": len(requests), "num_finished": len(fin),
-                 "num_rejected": int((requests["status"] == "rejected").sum())}
-    t0 = float(requests["arrival_s"].min()) if len(requests) else 0.0
+    """Flat dict of the run's measured requests; ``peak_*`` are totals over all GPUs of all replicas (for
+    MFU / MBU); ``slo``: see ``llmsim.metrics.slo``; ``overload``: the verdict (judged here when None)."""
+    meas = requests[measured_mask(requests)]
+    fin = meas[meas["status"] == "finished"]
+    window = Window.of(requests)
+    out: dict = _counts(requests, meas)
+    t0 = float(meas["arrival_s"].min()) if len(meas) else 0.0
     t1 = float(fin["finish_s"].max()) if len(fin) else t0
-    span = max(t1 - t0, 1e-12)
     out["duration_s"] = t1 - t0
+    out["window_s"] = window.length_s
     out.update(latency_stats(fin))
     if itl is not None:
         out["itl_mean_s"] = _clean(itl.mean)
         for name, q in QUANTILES:
             out[f"itl_{name}_s"] = _clean(itl.quantile(q / 100))
-    out["throughput_rps"] = len(fin) / span
-    out["input_tokens_per_s"] = float(fin["input_tokens"].sum()) / span
-    out["output_tokens_per_s"] = float(fin["output_tokens"].sum()) / span
-    out["preemptions"] = int(requests["preemptions"].sum()) if len(requests) else 0
-    out["prefix_hit_tokens"] = int(requests["prefix_hit_tokens"].sum()) if len(requests) else 0
-    out.update(_step_stats(steps, peak_flops_per_s, peak_hbm_bytes_per_s))
+    out.update(_throughput(requests, meas, fin, window))
+    out["preemptions"] = int(meas["preemptions"].sum()) if len(meas) else 0
+    out["prefix_hit_tokens"] = int(meas["prefix_hit_tokens"].sum()) if len(meas) else 0
+    in_window = steps
+    if window.length_s > 0 and len(steps):
+        start = steps["start_s"].to_numpy(np.float64)
+        in_window = steps[(start >= window.start_s) & (start <= window.end_s)]
+    out.update(_step_stats(in_window, peak_flops_per_s, peak_hbm_bytes_per_s))
     out.update(littles_law(requests, steps))
+    overload = overload if overload is not None else detect_overload(requests, steps)
+    out.update(overload.fields())
     if slo:
-        out["slo_attainment"] = slo_attainment(requests, slo)
-        for key, target in slo.items():
-            out[f"slo_{key}"] = float(target)
-    if overload is not None:
-        out["overloaded"] = bool(overload)
-        out["overload_reason"] = overload.reason
+        out.update(evaluate_slo(meas, fin, slo, window.length_s, itl))
+        if overload.overloaded:
+            out["slo_met"] = False  # the measured latencies are a transient; the steady state is worse
     return {k: (_clean(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _counts(requests: pd.DataFrame, meas: pd.DataFrame) -> dict:
+    status = meas["status"]
+    phase = requests["phase"] if "phase" in requests else pd.Series("measured", index=requests.index)
+    return {"num_requests": len(meas), "num_finished": int((status == "finished").sum()),
+            "num_rejected": int((status == "rejected").sum()), "num_unfinished": int((status == "unfinished").sum()),
+            "num_warmup": int((phase == "warmup").sum()), "num_cooldown": int((phase == "cooldown").sum())}
+
+
+def _throughput(requests: pd.DataFrame, meas: pd.DataFrame, fin: pd.DataFrame, window: Window) -> dict:
+    """Completions per second inside the arrival window (steady state: the drain after the last arrival is
+    left out); for a burst (no window) over the makespan of the measured requests."""
+    done = window.completed(requests)
+    span = window.length_s
+    if span <= 0 or not len(done):
+        done = fin
+        t0 = float(meas["arrival_s"].min()) if len(meas) else 0.0
+        span = (float(fin["finish_s"].max()) if len(fin) else t0) - t0
+    span = max(span, 1e-12)
+    return {"arrival_rate_rps": (len(meas) - 1) / window.length_s if window.length_s > 0 else None,
+            "throughput_rps": len(done) / span,
+            "input_tokens_per_s": float(done["input_tokens"].sum()) / span,
+            "output_tokens_per_s": float(done["output_tokens"].sum()) / span}
 
 
 def _step_stats(steps: pd.DataFrame, peak_flops: float, peak_bytes: float) -> dict:

@@ -242,11 +242,11 @@ class Replica:
         kv_used, waiting, in_system = state
         bs = eng.kv.block_size
         # blocks in use at each step: those of the run's start plus the blocks its sequences grow into
+        kv = eng.kv
         ctx = np.fromiter((s.num_computed for s in plan.seqs), dtype=np.int64, count=b)
+        held = np.fromiter((kv.held_blocks(s) for s in plan.seqs), dtype=np.int64, count=b)
         steps = np.arange(n, dtype=np.int64)[:, None]
-        grown = (-(-(ctx[None, :] + steps + 1) // bs) - (-(-(ctx[None, :] + 1) // bs))).sum(axis=1)
-        if getattr(eng.kv, "reservation", None):  # contiguous: reserved up front, nothing grows
-            grown = 0
+        grown = np.maximum(0, -(-(ctx[None, :] + steps + 1) // bs) - held[None, :]).sum(axis=1)
         starts = start + ends - durations
         # requests that reached the engine during the run wait (async) from the step after their arrival
         arrived = np.searchsorted(np.fromiter((t for t, _ in eng.pending), dtype=np.float64), starts, side="right")

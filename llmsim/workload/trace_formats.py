@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.errors import ConfigError
+from llmsim.workload.request import Request
 from llmsim.workload.traces import TRACE_FORMATS, RowSink, TraceData
 
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?$")
@@ -174,6 +175,47 @@ def load_mooncake(path: Path, strict: bool, block_tokens: int = 512) -> TraceDat
             continue
         sink.add(line, t, inp, out, hashes)
     return sink.finish("mooncake", has_arrivals=True, has_hashes=True, chunk_tokens=block_tokens)
+
+
+def mooncake_records(requests: Iterable[Request], block_tokens: int = 512) -> list[dict]:
+    """Requests as Mooncake trace records (the JSONL that Mooncake's FAST'25 traces, and the simulators and
+    benchmarks replaying them, use): ``timestamp`` (integer ms, as published), ``input_length``,
+    ``output_length`` and ``hash_ids``, one id per ``block_tokens``-token prompt block (the last may be
+    partial). A request's own prefix ids are kept; blocks it has none for get fresh ids never used
+    elsewhere, so no sharing is implied that the workload did not have."""
+    requests = list(requests)
+    for r in requests:
+        if r.prefix_hashes and r.prefix_chunk_tokens != block_tokens:
+            raise ConfigError(f"request {r.id}: prefix ids cover {r.prefix_chunk_tokens}-token blocks, not the "
+                              f"trace's {block_tokens}; write it with block_tokens={r.prefix_chunk_tokens}")
+    fresh = 1 + max((h for r in requests for h in r.prefix_hashes), default=-1)
+    out = []
+    for r in requests:
+        blocks = -(-r.input_tokens // block_tokens)
+        ids = list(r.prefix_hashes[:blocks])
+        ids += range(fresh, fresh + blocks - len(ids))
+        fresh += blocks - len(r.prefix_hashes[:blocks])
+        out.append({"timestamp": int(round(r.arrival_s * 1000)), "input_length": r.input_tokens,
+                    "output_length": r.output_tokens, "hash_ids": ids})
+    return out
+
+
+def write_mooncake(requests: Iterable[Request], path: str | Path, block_tokens: int = 512) -> int:
+    """Write ``requests`` as a Mooncake JSONL trace (see ``mooncake_records``), atomically; returns the
+    number of records. ``load_trace(path)`` (format ``mooncake``) reads it back."""
+    records = mooncake_records(requests, block_tokens)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, separators=(", ", ": ")) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return len(records)
 
 
 @TRACE_FORMATS.register("burstgpt")

@@ -20,6 +20,10 @@ BASE = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
     ({"scheduler": {"max_num_seqs": 4}}, "x.yaml: scheduler: expected a mapping with a 'kind' key"),
     ({"sweep": {"zip": {"a": [1], "b": [1, 2]}}}, "zip lists must have equal lengths"),
     ({"seeds": []}, "x.yaml: seeds:"),
+    ({"slo": {"percentiles": {"queue_p99_s": 1}}}, "slo.percentiles: queue_p99_s: expected <ttft|tpot|itl|e2e>_p"),
+    ({"slo": {"percentiles": {"itl_p99_s": -1}}}, "slo.percentiles: itl_p99_s: must be a positive number"),
+    ({"stop": {"num_requests": 100, "warmup_requests": 60, "cooldown_requests": 40}},
+     "stop: warmup_requests + cooldown_requests (100) must be less than num_requests (100)"),
 ])
 def test_validation_messages(patch, message):
     with pytest.raises(ConfigError) as err:
@@ -79,3 +83,14 @@ def test_unknown_workload_reference(tmp_path):
     cfg = parse_config({**BASE, "workload": "nonexistent-workload"}, "x.yaml")
     with pytest.raises(ConfigError, match="no workload named 'nonexistent-workload'"):
         expand(cfg, tmp_path, "x.yaml")
+
+
+def test_percentile_slo_reaches_the_summary(tmp_path):
+    from llmsim.experiment.runner import run_experiment
+
+    cfg = {**BASE, "slo": {"ttft_s": 5.0, "percentiles": {"itl_p99_s": 10.0, "ttft_p90_s": 1e-9}},
+           "stop": {"num_requests": 60, "warmup_requests": 6, "cooldown_requests": 4}}
+    row = run_experiment(cfg).summary.iloc[0]
+    assert row["slo_itl_p99_s"] == 10.0 and row["itl_p99_s"] > 0 and row["ttft_p90_s"] > 1e-9
+    assert not row["slo_percentiles_met"] and not row["slo_met"]  # no TTFT p90 is under a nanosecond
+    assert row["num_warmup"] == 6 and row["num_cooldown"] == 4 and row["num_requests"] == 50

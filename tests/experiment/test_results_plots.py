@@ -1,4 +1,4 @@
-"""Results files (atomic writes, read back), goodput interpolation, compare table."""
+"""Results files (atomic writes, read back), compare table."""
 
 import numpy as np
 import pandas as pd
@@ -6,16 +6,6 @@ import pytest
 
 from llmsim.experiment.commands import compare_table
 from llmsim.experiment.results import Results, atomic_write_text, read_table, write_table
-from llmsim.plots import goodput
-
-
-def test_goodput_interpolates_the_crossing():
-    rates = np.array([1.0, 2.0, 3.0, 4.0])
-    att = np.array([1.0, 0.95, 0.85, 0.2])
-    # crosses 0.9 halfway between 2 and 3
-    assert goodput(rates, att, 0.9) == pytest.approx(2.5)
-    assert goodput(rates, np.array([0.5, 0.4, 0.3, 0.2]), 0.9) is None
-    assert goodput(rates, np.ones(4), 0.9) == 4.0
 
 
 def test_write_and_read_table_roundtrip(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from llmsim.metrics import LogHistogram, detect_overload, latency_stats, slo_attainment, summarize
+from llmsim.metrics import LogHistogram, latency_stats, slo_attainment, summarize
 from llmsim.metrics.records import REQUEST_COLUMNS, STEP_COLUMNS
 
 
@@ -56,24 +56,43 @@ def test_latency_percentiles_and_slo_attainment_by_hand():
 
 
 def test_summary_throughput_kv_and_mfu():
-    df = requests_table(ttft=[0.1, 0.1], tpot=[0.01, 0.01], arrival=np.array([0.0, 0.3]))
+    df = requests_table(ttft=[0.1, 0.1], tpot=[0.01, 0.01], arrival=np.array([0.0, 0.0]))
     s = summarize(df, steps_table(), peak_flops_per_s=1e13, peak_hbm_bytes_per_s=1e12)
-    span = 0.3 + 0.1 + 0.09
-    assert s["duration_s"] == pytest.approx(span)
+    span = 0.1 + 0.09  # a burst: over the makespan
+    assert s["duration_s"] == pytest.approx(span) and s["window_s"] == 0.0
     assert s["throughput_rps"] == pytest.approx(2 / span)
     assert s["output_tokens_per_s"] == pytest.approx(20 / span)
     assert s["kv_utilization_mean"] == pytest.approx(0.5)
     assert s["mfu"] == pytest.approx(4e12 / (0.4 * 1e13))
     assert s["mbu"] == pytest.approx(4e11 / (0.4 * 1e12))
+    assert s["load_verdict"] == "offline" and s["overloaded"] is False
 
 
-def test_overload_detected_from_growing_queue_only():
-    n = 40
-    arrival = np.arange(n, dtype=float)
-    growing = requests_table([0.1] * n, [0.01] * n, queue=0.3 * arrival, arrival=arrival)
-    steady = requests_table([0.1] * n, [0.01] * n, queue=np.full(n, 0.2), arrival=arrival)
-    steps = steps_table()
-    over = detect_overload(growing, steps, 0, 40.0)
-    assert over and over.queue_growth_s_per_s == pytest.approx(0.3, rel=0.05) and "grows" in over.reason
-    assert not detect_overload(steady, steps, 0, 40.0)
-    assert detect_overload(steady, steps, 10, 40.0)  # cut off with a quarter of the work undone
+def test_throughput_counts_completions_inside_the_arrival_window_only():
+    # one request a second for 10 s, each taking 2.5 s: completions at 2.5, 3.5, ..., 11.5
+    n = 11
+    df = requests_table(ttft=[0.5] * n, tpot=[2.0 / 9] * n, arrival=np.arange(n, dtype=float))
+    s = summarize(df, steps_table())
+    done_in_window = 8  # those finishing at 2.5 ... 9.5 of the window [0, 10]
+    assert s["window_s"] == pytest.approx(10.0)
+    assert s["throughput_rps"] == pytest.approx(done_in_window / 10.0)
+    assert s["output_tokens_per_s"] == pytest.approx(10 * done_in_window / 10.0)
+    assert s["arrival_rate_rps"] == pytest.approx(1.0)
+    assert s["duration_s"] == pytest.approx(12.5)  # the makespan is still reported
+
+
+def test_warmup_and_cooldown_rows_are_marked_and_left_out():
+    from llmsim.metrics import mark_phases
+
+    n = 12
+    arrival = np.arange(n, dtype=float)[::-1].copy()  # ids in reverse arrival order
+    df = requests_table(ttft=list(np.arange(n) * 0.1 + 0.1), tpot=[0.01] * n, arrival=arrival)
+    marked = mark_phases(df, warmup_requests=2, cooldown_requests=3)
+    phase = dict(zip(marked["id"], marked["phase"], strict=True))
+    assert [phase[i] for i in (11, 10)] == ["warmup", "warmup"]  # the two earliest arrivals
+    assert [phase[i] for i in (0, 1, 2)] == ["cooldown"] * 3  # the three latest
+    s = summarize(marked, steps_table())
+    assert s["num_requests"] == 7 and s["num_warmup"] == 2 and s["num_cooldown"] == 3
+    assert s["ttft_mean_s"] == pytest.approx(np.mean(np.arange(3, 10) * 0.1 + 0.1))
+    by_time = mark_phases(df, warmup_s=4.0, cooldown_s=2.5)
+    assert list(by_time.sort_values("arrival_s")["phase"]) == ["warmup"] * 4 + ["measured"] * 5 + ["cooldown"] * 3

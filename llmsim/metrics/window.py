@@ -1,0 +1,65 @@
+"""The measurement window of a run: which requests are warm-up, measured or cool-down.
+
+Warm-up and cool-down are chosen in *arrival order* (not by request id: closed-loop users and replayed
+traces do not issue ids in arrival order). A summary describes the ``measured`` requests; the window is
+the span of their arrivals, and throughput counts what completed inside it (the drain after the last
+arrival, when nothing arrives any more, is not steady state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PHASES = ("warmup", "measured", "cooldown")
+
+
+def mark_phases(requests: pd.DataFrame, *, warmup_requests: int = 0, warmup_s: float = 0.0,
+                cooldown_requests: int = 0, cooldown_s: float = 0.0) -> pd.DataFrame:
+    """A copy of ``requests`` with a ``phase`` column: the first ``warmup_requests`` arrivals and those
+    before ``warmup_s`` (simulated time) are ``warmup``; the last ``cooldown_requests`` arrivals and those
+    within ``cooldown_s`` of the last arrival are ``cooldown``; the rest ``measured``. Rows keep their order."""
+    n = len(requests)
+    arrival = requests["arrival_s"].to_numpy(np.float64)
+    order = np.lexsort((requests["id"].to_numpy(), arrival))  # arrival order, ties by id
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    last = float(arrival.max()) if n else 0.0
+    warm = (rank < warmup_requests) | (arrival < warmup_s)
+    cool = (rank >= n - cooldown_requests) | (arrival > last - cooldown_s if cooldown_s > 0 else False)
+    phase = np.where(warm, "warmup", np.where(cool, "cooldown", "measured")).astype(object)
+    return requests.assign(phase=phase)
+
+
+def measured_mask(requests: pd.DataFrame) -> np.ndarray:
+    """Rows a summary describes: ``phase == "measured"``, or every row when there is no phase column."""
+    if "phase" not in requests:
+        return np.ones(len(requests), dtype=bool)
+    return (requests["phase"] == "measured").to_numpy()
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The span ``[start_s, end_s]`` of the measured arrivals; ``length_s`` is 0 for a burst (all at once)."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @classmethod
+    def of(cls, requests: pd.DataFrame) -> Window:
+        arrival = requests.loc[measured_mask(requests), "arrival_s"].to_numpy(np.float64)
+        if not arrival.size:
+            return cls(0.0, 0.0)
+        return cls(float(arrival.min()), float(arrival.max()))
+
+    def completed(self, requests: pd.DataFrame) -> pd.DataFrame:
+        """Finished requests (of any phase) whose engine-side end falls inside the window."""
+        fin = requests[requests["status"] == "finished"]
+        end = fin["finish_s"].to_numpy(np.float64)
+        return fin[(end >= self.start_s) & (end <= self.end_s)]

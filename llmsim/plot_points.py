@@ -1,0 +1,134 @@
+"""Figures of the points' own tables: latency CDFs of every point and per-configuration timelines (drawn
+from a results directory only; see ``llmsim.plots`` for the sweep-level figures and their conventions)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from llmsim.experiment.results import Results  # noqa: E402
+from llmsim.plots import _save, latency_axis, rate_column, with_labels  # noqa: E402
+
+CONFIGS_PER_FILE = 4
+TIMELINE_BINS = 400
+_STYLE = {"stable": "-", "offline": "-", "inconclusive": ":", "overloaded": "--"}
+_WORD = {"stable": "", "offline": "", "inconclusive": ", inconclusive", "overloaded": ", OVERLOADED"}
+
+
+def _verdict(rows: pd.DataFrame) -> str:
+    order = ["stable", "offline", "inconclusive", "overloaded"]
+    values = [v for v in rows.get("load_verdict", pd.Series(["stable"])) if isinstance(v, str)] or ["stable"]
+    return max(values, key=lambda v: order.index(v) if v in order else 2)
+
+
+def _measured(req: pd.DataFrame) -> pd.DataFrame:
+    keep = req["status"] == "finished"
+    if "phase" in req:
+        keep &= req["phase"] == "measured"
+    return req[keep]
+
+
+def _rate_colors(rates) -> dict:
+    rates = sorted(rates)
+    cmap = plt.get_cmap("viridis")
+    return {r: cmap(0.9 * i / max(len(rates) - 1, 1)) for i, r in enumerate(rates)}
+
+
+def plot_latency_cdfs(results: Results, out_dir: Path) -> list[Path]:
+    """TTFT, TPOT and E2E CDFs: a row per configuration (``CONFIGS_PER_FILE`` rows per file), a curve per
+    rate, seeds pooled; every point is drawn."""
+    summary = with_labels(results.summary, rate_col := rate_column(results.summary))
+    labels = list(summary["label"].cat.categories)
+    written = []
+    for start in range(0, len(labels), CONFIGS_PER_FILE):
+        chunk = labels[start:start + CONFIGS_PER_FILE]
+        fig, axes = plt.subplots(len(chunk), 3, figsize=(14, 3.2 * len(chunk) + 0.6), squeeze=False)
+        for row, label in zip(axes, chunk, strict=True):
+            _cdf_row(results, summary[summary["label"] == label], rate_col, row, label)
+        fig.suptitle("Latency CDFs of measured requests (seeds pooled); dashed: overloaded, dotted: inconclusive",
+                     fontsize=11)
+        fig.tight_layout()
+        name = "latency_cdf" if start == 0 else f"latency_cdf_{start // CONFIGS_PER_FILE + 1}"
+        written += _save(fig, out_dir, name)
+    return written
+
+
+def _cdf_row(results: Results, rows: pd.DataFrame, rate_col: str, axes, label: str) -> None:
+    colors = _rate_colors(rows[rate_col].unique())
+    values = {col: [] for col in ("ttft_s", "tpot_s", "e2e_s")}
+    for rate, g in rows.groupby(rate_col, sort=True):
+        req = pd.concat([_measured(results.requests(pid)) for pid in g["point_id"]], ignore_index=True)
+        verdict = _verdict(g)
+        for ax, col in zip(axes, values, strict=True):
+            v = np.sort(req[col].dropna().to_numpy(float)) * (1.0 if col == "e2e_s" else 1e3)
+            v = v[v > 0]
+            if len(v):
+                values[col].append(v)
+                ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=colors[rate], linestyle=_STYLE.get(verdict, "-"),
+                        label=f"{rate:g} req/s{_WORD.get(verdict, '')}")
+    names = (("ttft_s", "TTFT", "ms"), ("tpot_s", "TPOT", "ms"), ("e2e_s", "E2E latency", "s"))
+    for ax, (col, name, unit) in zip(axes, names, strict=True):
+        if values[col]:
+            v = np.concatenate(values[col])
+            latency_axis(ax, [v.min(), v.max()], "x")
+        ax.set_xlabel(f"{name} ({unit})")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(f"{name} CDF" + ("" if label == "all points" else f" — {label}"), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, loc="lower right", title="request rate", title_fontsize=7)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=-]+", "_", label).strip("_") or "all"
+
+
+def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
+    """Per configuration, one figure of batch size, KV use and requests in the system over simulated time,
+    a line per rate (the lowest seed; binned means)."""
+    summary = with_labels(results.summary, rate_col := rate_column(results.summary))
+    labels = list(summary["label"].cat.categories)
+    seed = summary["seed"].min()
+    written = []
+    for label in labels:
+        rows = summary[(summary["label"] == label) & (summary["seed"] == seed)]
+        fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+        colors = _rate_colors(rows[rate_col].unique())
+        for _, r in rows.sort_values(rate_col).iterrows():
+            steps = results.steps(r["point_id"])
+            if len(steps):
+                _timeline(axes, steps, colors[r[rate_col]], f"{r[rate_col]:g} req/s{_WORD.get(r.get('load_verdict'), '')}",
+                          _STYLE.get(r.get("load_verdict"), "-"))
+        axes[0].set_ylabel("batch size (sequences)")
+        axes[1].set_ylabel("KV blocks used (%)")
+        axes[2].set_ylabel("requests in the system\n(waiting + running)")
+        axes[2].set_xlabel("simulated time (s)")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=7, loc="upper right", title="request rate", title_fontsize=7)
+        title = "Timeline" + ("" if label == "all points" else f" — {label}") + f", seed {seed}"
+        axes[0].set_title(f"{title} (means over {TIMELINE_BINS} time bins)", fontsize=10)
+        fig.tight_layout()
+        written += _save(fig, out_dir, "timeline" if len(labels) == 1 else f"timeline_{_slug(label)}")
+    return written
+
+
+def _timeline(axes, steps: pd.DataFrame, color, label: str, style: str) -> None:
+    t = steps["start_s"].to_numpy(float)
+    edges = np.linspace(t.min(), t.max() + 1e-9, TIMELINE_BINS + 1)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, TIMELINE_BINS - 1)
+    counts = np.bincount(which, minlength=TIMELINE_BINS)
+    centre = (edges[:-1] + edges[1:]) / 2
+    total = steps["kv_blocks_total"].replace(0, np.nan).to_numpy(float)
+    series = (steps["batch_size"].to_numpy(float), 100 * steps["kv_blocks_used"].to_numpy(float) / total,
+              steps["num_in_system"].to_numpy(float))
+    for ax, v in zip(axes, series, strict=True):
+        mean = np.bincount(which, weights=np.nan_to_num(v), minlength=TIMELINE_BINS) / np.maximum(counts, 1)
+        ok = counts > 0
+        ax.plot(centre[ok], mean[ok], color=color, linewidth=0.9, linestyle=style, label=label)

@@ -1,0 +1,126 @@
+"""Figures: readable ticks, overload drawn as such, legends in sweep order with short labels, every point in
+the CDFs, per-GPU throughput, the interactivity Pareto front; inspected as matplotlib objects."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+import llmsim.plot_points as plot_points
+import llmsim.plots as plots
+from llmsim.experiment.results import Results
+
+RATE = "sweep.workload.arrival.rate_per_s"
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Figures by name instead of files."""
+    captured = {}
+
+    def keep(fig, out_dir, name):
+        captured[name] = fig
+        return [name]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plot_points, "_save", keep)
+    yield captured
+    plt.close("all")
+
+
+def summary(chunks=(256, 512, 1024, 2048), rates=(1.0, 2.0, 3.0), seeds=(0, 1)):
+    rows = []
+    for c in chunks:
+        for r in rates:
+            for s in seeds:
+                over = r == rates[-1] and c == chunks[0]
+                rows.append({"point_id": f"c{c}r{r}s{s}", "seed": s, "sweep.scheduler.chunk_size": c, RATE: r,
+                             "load_verdict": "overloaded" if over else ("inconclusive" if r == 2.0 else "stable"),
+                             "slo_attainment": (0.5 if over else 0.98) - 0.01 * s, "slo_target_attainment": 0.9,
+                             "slo_met": not over, "slo_ttft_s": 1.0,
+                             "ttft_p50_s": 0.05 * r, "ttft_p99_s": 0.2 * r, "tpot_p50_s": 0.012 + 0.002 * r,
+                             "tpot_p99_s": 0.02 + 0.002 * r, "itl_p99_s": 0.03 * r, "num_gpus": 2,
+                             "output_tokens_per_s": 400.0 * r, "output_tokens_per_s_per_gpu": 200.0 * r})
+    return pd.DataFrame(rows)
+
+
+def tick_labels(axis) -> list[str]:
+    """Labels of the ticks inside the axis' view (minor and major)."""
+    axis.figure.canvas.draw()
+    lo, hi = sorted(axis.get_view_interval())
+    ticks = axis.get_major_ticks() + axis.get_minor_ticks()
+    return [t.label1.get_text() for t in ticks if lo <= t.get_loc() <= hi and t.label1.get_text()]
+
+
+def test_every_latency_panel_has_tick_labels(figures):
+    s = summary()
+    s.loc[s["load_verdict"] == "overloaded", "ttft_p99_s"] = 60.0  # TTFT p99 spans decades, TPOT less than one
+    plots.plot_throughput_latency(s, None)
+    fig = figures["throughput_latency"]
+    for ax in fig.axes:
+        assert len(tick_labels(ax.yaxis)) >= 2, ax.get_title()  # TPOT spans less than a decade here
+        assert "per GPU" in ax.get_xlabel()
+    # throughput per GPU, not the total
+    xs = np.concatenate([line.get_xdata() for line in fig.axes[0].get_lines() if len(line.get_xdata())])
+    assert xs.max() == pytest.approx(600.0)
+
+
+def test_legend_in_sweep_order_with_short_labels_and_status(figures):
+    plots.plot_attainment(summary(), None)
+    ax = figures["slo_attainment"].axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:4] == ["chunk_size=256", "chunk_size=512", "chunk_size=1024", "chunk_size=2048"]
+    assert any("overloaded" in t for t in labels) and any("inconclusive" in t for t in labels)
+    assert "range over 2 seeds" in ax.get_title() and "TTFT <= 1 s" in ax.get_title()
+
+
+def test_overloaded_points_are_crosses_and_goodput_is_a_bound(figures):
+    plots.plot_attainment(summary(chunks=(256,)), None)
+    ax = figures["slo_attainment"].axes[0]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "X"]
+    assert len(crosses) == 1 and crosses[0].get_xdata()[0] == 3.0
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert dashed  # segments towards non-stable points
+    texts = [t.get_text() for t in ax.texts]
+    assert "goodput >= 1 " in texts  # 2 is inconclusive, 3 overloaded: only a lower bound
+    assert not [line for line in ax.get_lines() if line.get_marker() == "*"]
+
+
+def test_pareto_front():
+    x = np.array([1.0, 2.0, 3.0, 2.5, 0.5])
+    y = np.array([5.0, 4.0, 1.0, 0.5, 4.0])
+    assert list(plots.pareto_front(x, y)) == [0, 1, 2]
+
+
+def test_interactivity_figure(figures):
+    plots.plot_interactivity(summary(), None)
+    ax = figures["throughput_vs_interactivity"].axes[0]
+    assert "tokens/s per user" in ax.get_xlabel() and "per GPU" in ax.get_ylabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Pareto front of the stable points" in legend
+
+
+def test_cdfs_draw_every_point_and_timelines_one_per_configuration(tmp_path, figures):
+    s = summary(chunks=(256, 512, 1024, 2048, 4096), rates=(1.0, 2.0), seeds=(0,))
+    rng = np.random.default_rng(0)
+    requests, steps = {}, {}
+    for pid in s["point_id"]:
+        n = 50
+        requests[pid] = pd.DataFrame({"status": "finished", "phase": ["warmup"] * 5 + ["measured"] * (n - 5),
+                                      "ttft_s": rng.uniform(0.01, 0.1, n), "tpot_s": rng.uniform(0.01, 0.02, n),
+                                      "e2e_s": rng.uniform(1, 3, n)})
+        steps[pid] = pd.DataFrame({"start_s": np.arange(100.0), "batch_size": 4, "kv_blocks_used": 10,
+                                   "kv_blocks_total": 100, "num_in_system": 5})
+    res = Results(summary=s, _requests=requests, _steps=steps)
+    written = plot_points.plot_latency_cdfs(res, tmp_path)
+    assert written == ["latency_cdf", "latency_cdf_2"]  # 5 configurations: 4 rows, then 1
+    curves = sum(len([li for li in ax.get_lines() if len(li.get_xdata())]) for name in written
+                 for ax in figures[name].axes)
+    assert curves == 5 * 2 * 3  # every configuration x rate, in each of TTFT, TPOT, E2E
+    assert len(figures["latency_cdf"].axes[0].get_lines()[0].get_xdata()) == 45  # measured requests only
+    timelines = plot_points.plot_timelines(res, tmp_path)
+    assert len(timelines) == 5 and "timeline_chunk_size=256" in timelines
+    title = figures["timeline_chunk_size=256"].axes[0].get_title()
+    assert "chunk_size=256" in title and "c256" not in title  # a label, not an id
