@@ -1,5 +1,6 @@
-"""All-reduce through torch.distributed (NCCL across the visible GPUs; gloo on a CPU, for tests), and the fit
-of the ring model ``llmsim.cost.collectives.allreduce_s`` to it: latency per hop and achieved bandwidth.
+"""All-reduce through torch.distributed (NCCL across the visible GPUs; gloo on a CPU, for tests). The
+algorithm model ``llmsim.cost.collectives.allreduce_s`` is fitted to it by
+``llmsim.calibration.physics_fit.fit_allreduce_terms`` (torch.distributed's all-reduce is NCCL's ring).
 
 Every rank must issue the same number of collectives, so the schedule is fixed up front (calls per sample
 decided on rank 0 and broadcast) rather than adaptive as in ``timing.Harness``.
@@ -13,8 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from llmsim.calibration.measurements import Case, Measurement
 from llmsim.calibration.timing import relative_iqr
@@ -79,18 +78,6 @@ def measure_allreduce(torch: Any, world: int, sizes: list[int], *, backend: str 
         init, out = str(Path(tmp) / "init"), str(Path(tmp) / "out.json")
         mp.spawn(_worker, args=(world, backend, sizes, samples, init, out), nprocs=world, join=True)
         rows = json.loads(Path(out).read_text())
-    return [Measurement(Case.make("allreduce", backend, "bf16" if backend == "nccl" else "fp32", ranks=world,
+    return [Measurement(Case.make("allreduce", "nccl" if backend == "nccl" else backend, "bf16" if backend == "nccl" else "fp32", ranks=world,
                                   bytes=r["bytes"]), r["median_s"], r["spread"], r["samples"], r["calls"])
             for r in rows]
-
-
-def fit_allreduce(measurements: list[Measurement]) -> dict[str, float]:
-    """Fit ``t = a + b * bytes`` minimising relative error; map it onto the ring model:
-    a = 2(p-1) x latency per hop, b = 2(p-1)/p / achieved bandwidth."""
-    ranks = measurements[0].case["ranks"]
-    x = np.array([m.case["bytes"] for m in measurements], dtype=float)
-    t = np.array([m.median_s for m in measurements])
-    (a, b), *_ = np.linalg.lstsq(np.stack([1.0 / t, x / t], axis=1), np.ones_like(t), rcond=None)
-    a, b = max(float(a), 0.0), max(float(b), 1e-30)
-    hops = 2.0 * (ranks - 1)
-    return {"ranks": int(ranks), "latency_s": a / hops, "bytes_per_s": hops / ranks / b}

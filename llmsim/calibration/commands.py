@@ -15,9 +15,10 @@ from typing import Any
 from llmsim.errors import ConfigError
 
 INSTALL_HINT = "calibration needs torch: pip install -e '.[calibrate]'"
-METHOD = ("ratio measured / unit-efficiency roofline per shape family, interpolated piecewise-linearly in "
-          "log space over the measured grid (GEMM: over M per (dtype, N, K); attention: over (sequences, "
-          "length) per head layout; elementwise: over bytes per kernel kind), held at the edge value outside it")
+METHOD = ("structural kernel model (llmsim.cost.kernels) with constants fitted per class and dtype, times a "
+          "residual measured / model per shape family, interpolated piecewise-linearly in log space over the "
+          "measured grid (GEMM: over M per (dtype, N, K); attention: over (sequences, length) per head layout; "
+          "elementwise: over bytes per kernel kind), held at the edge value outside it")
 
 
 def register(subparsers: Any) -> None:

@@ -1,60 +1,84 @@
-"""Fit measurements into a profile's ``calibration:`` block, and check the fit on held-out shapes.
+"""Fit measurements into a profile's ``calibration:`` block (format 2, read by ``llmsim.cost.calibrated``).
 
-The fit is the ratio measured kernel time / unit-efficiency roofline per measured point, grouped by shape
-family (see ``llmsim.cost.calibrated``, which interpolates it in log space). The roofline already carries the
-shape's FLOPs and bytes, so the ratio (1 / achieved efficiency) varies slowly and interpolates well; outside
-the grid it is held at the edge value, which is the roofline with a fitted efficiency.
-Pure (numpy): held-out error is computed through the very ``CalibratedTimer`` the simulator uses.
+Two stages. ``fit_physics``: per kernel class and dtype label, the constants of the structural kernel
+model (``llmsim.cost.kernels``; efficiencies, fixed time, per-sequence and per-CTA work), and the all-reduce
+algorithm terms (``llmsim.cost.collectives``), by robust least squares in log time. ``residual_blocks``: per
+measured point, ratio = measured kernel time / structural time, grouped by shape family and interpolated
+in log space by the timer. The physics carries predictions to shapes nobody measured; the residual makes
+measured shapes exact. Other kernels inside a timed region (``Measurement.includes``) are timed as the
+cost model times them and subtracted, so that no kernel is counted twice.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from llmsim.calibration.measurements import OP_CLASSES, Measurement
-from llmsim.cost.calibrated import CalibratedTimer
+from llmsim.calibration.measurements import Measurement
+from llmsim.calibration.physics_fit import companion_s, fit_allreduce_terms, fit_class_physics
+from llmsim.cost.calibrated import FORMAT, CalibratedTimer
+from llmsim.cost.kernels import KernelModel, Physics, kernel_seconds
 from llmsim.cost.roofline import RooflineTimer
 from llmsim.specs import HardwareSpec
 
-# Launch overhead is subtracted from each measured call (the cost model adds it back per kernel); the rest
-# is floored so that a call dominated by launch keeps a small positive kernel time.
-MIN_KERNEL_FRACTION = 0.02
+FITTED_CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "elementwise")
+# Launch and companion kernels are subtracted from each measured call; the rest is floored so that a call
+# dominated by them keeps a small positive kernel time.
+MIN_KERNEL_FRACTION = 0.1
+SPIKE = math.log(1.5)  # an isolated point this much above both neighbours is noise (AIC README caveat 6)
+MOE_DISTRIBUTIONS = ("balanced", "power_law_1.01", "power_law_1.2")
 
 
-def roofline_s(m: Measurement, hw: HardwareSpec) -> float:
-    """Unit-efficiency roofline seconds of the measured call under ``hw``'s peaks."""
-    op = m.operator
-    dtype = op.compute_dtype if hw.supports(op.compute_dtype) else "bf16"
-    return max(float(op.flops) / hw.peak_flops(dtype), float(op.hbm_bytes) / hw.hbm_bytes_per_s)
+def _moe_ffn(m: Measurement) -> int:
+    return -(-m.case["inter"] // m.case["tp"]) if m.case["ep"] == 1 else m.case["inter"]
 
 
-def ratio(m: Measurement, hw: HardwareSpec, launch_s: float) -> float:
-    kernel = max(m.median_s - launch_s, MIN_KERNEL_FRACTION * m.median_s)
-    return kernel / roofline_s(m, hw)
-
-
-def _axis(m: Measurement) -> tuple[tuple, int, int]:
-    """(family, row, position) of a measurement: GEMMs by M, attention by (batch, length), elementwise by elements."""
+def family_of(m: Measurement) -> tuple:
+    """The shape family a measurement belongs to: what stays fixed along the swept sizes."""
     c = m.case
+    if c.op_class == "moe":
+        return ("moe", c.dtype, c["hidden"], _moe_ffn(m), c["experts"], c["topk"], c["ep"])
+    return (c.op_class, *c.family)
+
+
+def _axis(m: Measurement) -> tuple[tuple, int, float]:
+    """(family, row, position) of a measurement: GEMMs by M, attention by (batch, length), MoE by tokens,
+    elementwise by HBM bytes."""
+    c = m.case
+    fam = family_of(m)
     if c.op_class == "gemm":
-        return (c.op_class, *c.family), 0, c["m"]
+        return fam, 0, c["m"]
     if c.op_class == "attn_prefill":
-        return (c.op_class, *c.family), c["batch"], c["seq"]
+        return fam, c["batch"], c["seq"]
     if c.op_class == "attn_decode":
-        return (c.op_class, *c.family), c["batch"], c["context"]
-    return (c.op_class, *c.family), 0, c["rows"] * c["width"]
+        return fam, c["batch"], c["context"]
+    if c.op_class == "moe":
+        return fam, 0, c["tokens"]
+    return fam, 0, int(round(float(m.operator.hbm_bytes)))
 
 
-def sweep_rows(measurements: list[Measurement]) -> list[list[tuple[int, Measurement]]]:
-    """(position, measurement) runs along each swept axis, sorted by position."""
-    rows: dict[tuple, list[tuple[int, Measurement]]] = defaultdict(list)
+def fitted_measurements(measurements: list[Measurement]) -> list[Measurement]:
+    """The rows the fit uses: the classes it models, one MoE routing distribution per expert layout (uniform
+    when measured, as the cost model assumes; else the mildest skew)."""
+    out = [m for m in measurements if m.case.op_class in FITTED_CLASSES and m.case.op_class != "moe"]
+    moe: dict[tuple, dict[str, list[Measurement]]] = defaultdict(lambda: defaultdict(list))
     for m in measurements:
-        if m.case.op_class in OP_CLASSES:
+        if m.case.op_class == "moe":
+            moe[family_of(m)][m.case.kind].append(m)
+    for by_dist in moe.values():
+        pick = next((d for d in MOE_DISTRIBUTIONS if d in by_dist), sorted(by_dist)[0])
+        out += by_dist[pick]
+    return out
+
+
+def sweep_rows(measurements: list[Measurement]) -> list[list[tuple[float, Measurement]]]:
+    """(position, measurement) runs along each swept axis, sorted by position."""
+    rows: dict[tuple, list[tuple[float, Measurement]]] = defaultdict(list)
+    for m in measurements:
+        if m.case.op_class in FITTED_CLASSES:
             fam, row, pos = _axis(m)
             rows[(fam, row)].append((pos, m))
     return [sorted(r, key=lambda pm: pm[0]) for r in rows.values()]
@@ -70,68 +94,140 @@ def split_heldout(measurements: list[Measurement]) -> tuple[list[Measurement], l
     return fit, held
 
 
-def _curve(points: dict[int, list[float]]) -> tuple[list[int], list[float]]:
-    xs = sorted(points)
-    return xs, [float(np.exp(np.mean(np.log(points[x])))) for x in xs]
+def physics_label(m: Measurement) -> str:
+    """The dtype label a measurement's constants are filed under (``llmsim.cost.kernels.label_of``)."""
+    return "all" if m.case.op_class == "elementwise" else m.case.dtype
 
 
-def _table(rows: dict[int, dict[int, list[float]]]) -> tuple[list[int], list[int], list[list[float]]]:
-    """A rectangular (batch x length) table; a batch row's missing lengths (capped by memory or time) take
-    the log-space interpolation of that row, held constant beyond its ends."""
-    lengths = sorted({x for r in rows.values() for x in r})
-    batches = sorted(rows)
-    table = []
-    for b in batches:
-        xs, ys = _curve(rows[b])
-        filled = np.exp(np.interp(np.log(lengths), np.log(xs), np.log(ys)))
-        table.append([_round(v) for v in filled])
-    return batches, lengths, table
+def fit_physics(measurements: list[Measurement], hw: HardwareSpec, launch_s: float) -> dict:
+    """``calibration.physics``: fitted constants per class and dtype label, and all-reduce terms."""
+    groups: dict[tuple[str, str], list[Measurement]] = defaultdict(list)
+    for m in fitted_measurements(measurements):
+        groups[(m.case.op_class, physics_label(m))].append(m)
+    out: dict[str, dict] = {}
+    for (cls, label), ms in sorted(groups.items()):
+        out.setdefault(cls, {})[label] = fit_class_physics(cls, ms, hw, launch_s)
+    ar = fit_allreduce_terms([m for m in measurements if m.case.op_class == "allreduce"], hw)
+    if ar:
+        out["allreduce"] = ar
+    return out
 
 
 def _round(v: float) -> float:
     return float(f"{v:.4g}")
 
 
-def fit_blocks(measurements: list[Measurement], hw: HardwareSpec, launch_s: float) -> dict:
-    """The per-class part of the ``calibration:`` block: shape families with their ratio grids."""
-    groups: dict[tuple, dict[int, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(dict))
-    for m in measurements:
-        if m.case.op_class not in OP_CLASSES:
-            continue
+def _despike(points: dict[float, float]) -> tuple[dict[float, float], int]:
+    """Replace a log ratio sticking out above both neighbours by more than ``SPIKE`` by their mean."""
+    xs = sorted(points)
+    out, fixed = dict(points), 0
+    for i in range(1, len(xs) - 1):
+        a, y, b = points[xs[i - 1]], points[xs[i]], points[xs[i + 1]]
+        if y - a > SPIKE and y - b > SPIKE:
+            out[xs[i]], fixed = (a + b) / 2, fixed + 1
+    return out, fixed
+
+
+def kernel_ratio(m: Measurement, model: KernelModel, physics: Physics, launch_s: float) -> float:
+    """Measured kernel seconds (launch and companion kernels removed) over the structural model's."""
+    op = m.operator
+    kernel = max(m.median_s - op.kernels * launch_s - companion_s(m, model),
+                 MIN_KERNEL_FRACTION * m.median_s)
+    return kernel / float(kernel_seconds(model.time(op, physics)))
+
+
+def residual_blocks(measurements: list[Measurement], hw: HardwareSpec, physics: dict, launch_s: float,
+                    notes: list[str] | None = None) -> dict:
+    """Per class, shape families with their residual ratio grids (format 2)."""
+    model = KernelModel(hw, physics)
+    groups: dict[tuple, dict[int, dict[float, list[float]]]] = defaultdict(lambda: defaultdict(dict))
+    for m in fitted_measurements(measurements):
         fam, row, pos = _axis(m)
-        x = int(round(float(m.operator.hbm_bytes))) if m.case.op_class == "elementwise" else pos
-        groups[fam][row].setdefault(x, []).append(ratio(m, hw, launch_s))
-    out: dict[str, list] = {cls: [] for cls in OP_CLASSES}
+        p, _ = model.physics(m.case.op_class, physics_label(m))
+        groups[fam][row].setdefault(pos, []).append(math.log(kernel_ratio(m, model, p, launch_s)))
+    out: dict[str, list] = {cls: [] for cls in FITTED_CLASSES}
+    spikes = 0
     for fam in sorted(groups, key=str):
-        cls, rows = fam[0], groups[fam]
-        if cls == "gemm":
-            ms, rs = _curve(rows[0])
-            out[cls].append({"dtype": fam[1], "n": fam[2], "k": fam[3], "m": ms, "ratio": [_round(r) for r in rs]})
-        elif cls == "elementwise":
-            xs, rs = _curve(rows[0])
-            out[cls].append({"kind": fam[1], "bytes": xs, "ratio": [_round(r) for r in rs]})
-        else:
-            batches, lengths, table = _table(rows)
-            length = "seq" if cls == "attn_prefill" else "context"
-            out[cls].append({"dtype": fam[1], "heads": fam[2], "kv_heads": fam[3], "head_dim": fam[4],
-                             "batch": batches, length: lengths, "ratio": table})
+        rows = {}
+        for row, points in groups[fam].items():
+            rows[row], n = _despike({x: float(np.mean(v)) for x, v in points.items()})
+            spikes += n
+        out[fam[0]].append(_family_block(fam, rows))
+    if spikes and notes is not None:
+        notes.append(f"{spikes} isolated spikes (>= 1.5x both neighbours along a swept size) replaced by the "
+                     "mean of their neighbours before interpolation")
+    out["gemm"] = gemm_grids(out["gemm"])
     return {cls: fams for cls, fams in out.items() if fams}
 
 
-def fitted_efficiency(blocks: dict) -> dict[str, float]:
-    """Roofline efficiencies for shapes no calibration covers: 1 / ratio at the largest measured size."""
-    def eff(values: list[float]) -> float:
-        return round(min(1.0, float(np.median([1.0 / v for v in values]))), 3)
-
-    out = {}
-    if "gemm" in blocks:
-        out["gemm"] = eff([f["ratio"][-1] for f in blocks["gemm"]])
-    if "attn_prefill" in blocks:
-        out["attention"] = eff([f["ratio"][-1][-1] for f in blocks["attn_prefill"]])
-    copy = [f for f in blocks.get("elementwise", []) if f["kind"] == "copy"]
-    if copy:
-        out["memory"] = eff([copy[0]["ratio"][-1]])
+def gemm_families(entries: list[dict]) -> list[dict]:
+    """Grid entries expanded back into one entry per measured (N, K) family."""
+    out = []
+    for e in entries:
+        if not isinstance(e["n"], list):
+            out.append(e)
+            continue
+        ks = e["k"]
+        out += [{"dtype": e["dtype"], "n": e["n"][j // len(ks)], "k": ks[j % len(ks)], "m": e["m"], "ratio": row}
+                for j, row in enumerate(e["ratio"]) if row is not None]
     return out
+
+
+def gemm_grids(families: list[dict]) -> list[dict]:
+    """GEMM families of one dtype that fill most of an N x K grid over the same M values, written as one
+    grid entry (``n``, ``k`` and ``m`` lists, one ratio row per (N, K), N-major, null where unmeasured):
+    the same numbers, a third of the YAML. Other families stay one entry each."""
+    by_dtype: dict[str, list[dict]] = defaultdict(list)
+    for f in families:
+        by_dtype[f["dtype"]].append(f)
+    out = []
+    for dtype, fams in by_dtype.items():
+        ns, ks = sorted({f["n"] for f in fams}), sorted({f["k"] for f in fams})
+        same_m = all(f["m"] == fams[0]["m"] for f in fams)
+        if not same_m or len(fams) < 0.5 * len(ns) * len(ks) or len(fams) < 4:
+            out += fams
+            continue
+        rows = {(f["n"], f["k"]): f["ratio"] for f in fams}
+        out.append({"dtype": dtype, "m": fams[0]["m"], "n": ns, "k": ks,
+                    "ratio": [rows.get((n, k)) for n in ns for k in ks]})
+    return out
+
+
+def _family_block(fam: tuple, rows: dict[int, dict[float, float]]) -> dict:
+    cls = fam[0]
+    if cls in ("gemm", "moe", "elementwise"):
+        xs = sorted(rows[0])
+        ratio = [_round(math.exp(rows[0][x])) for x in xs]
+        if cls == "gemm":
+            return {"dtype": fam[1], "n": fam[2], "k": fam[3], "m": xs, "ratio": ratio}
+        if cls == "moe":
+            return {"dtype": fam[1], **dict(zip(("hidden", "ffn", "experts", "topk", "ep"), fam[2:], strict=True)),
+                    "tokens": xs, "ratio": ratio}
+        return {"kind": fam[1], "bytes": xs, "ratio": ratio}
+    batches, lengths, table = _table(rows)
+    length = "seq" if cls == "attn_prefill" else "context"
+    return {"dtype": fam[1], "heads": fam[2], "kv_heads": fam[3], "head_dim": fam[4],
+            "batch": batches, length: lengths, "ratio": table}
+
+
+def _table(rows: dict[int, dict[float, float]]) -> tuple[list[int], list[float], list[list[float]]]:
+    """A rectangular (batch x length) table; a batch row's missing lengths (capped by memory or time) take
+    the log-space interpolation of that row, held constant beyond its ends."""
+    lengths = sorted({x for r in rows.values() for x in r})
+    batches = sorted(rows)
+    table = []
+    for b in batches:
+        xs = sorted(rows[b])
+        filled = np.interp(np.log(lengths), np.log(xs), [rows[b][x] for x in xs])
+        table.append([_round(math.exp(v)) for v in filled])
+    return batches, lengths, table
+
+
+def fit_blocks(measurements: list[Measurement], hw: HardwareSpec, launch_s: float,
+               notes: list[str] | None = None) -> dict:
+    """The fitted part of a ``calibration:`` block: ``format``, ``physics`` and the residual grids."""
+    physics = fit_physics(measurements, hw, launch_s)
+    return {"format": FORMAT, "physics": physics, **residual_blocks(measurements, hw, physics, launch_s, notes)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,39 +242,25 @@ class Prediction:
 
 def predict(held: list[Measurement], before: HardwareSpec, after: HardwareSpec,
             with_launch: bool = True) -> list[Prediction]:
-    """Held-out predictions before (roofline of the base profile) and after calibration. ``with_launch``:
-    the measurements include a launch gap per kernel (eager timing); imported CUDA-graph timings do not."""
+    """Held-out predictions before (the base profile's roofline) and after calibration, of each timed
+    region (the kernel plus the companion kernels it includes). ``with_launch``: the measurements include a
+    launch gap per kernel (eager timing); CUDA-graph timings do not."""
     roof, cal = RooflineTimer(before), CalibratedTimer(after)
     out = []
     for m in held:
         t, r = cal.time(m.operator), roof.time(m.operator)
-        after_s = float(t.total_s) if with_launch else float(t.total_s - t.launch_s)
-        before_s = float(r.total_s) if with_launch else float(r.total_s - r.launch_s)
+        extra_after = companion_s(m, cal.model)
+        extra_before = companion_s(m, roof.kernels)
+        after_s = float(t.total_s if with_launch else t.total_s - t.launch_s) + extra_after
+        before_s = float(r.total_s if with_launch else r.total_s - r.launch_s) + extra_before
         out.append(Prediction(m.case.op_class, m.case.kind, m.median_s, before_s, after_s, t.source))
-    return out
-
-
-def family_holdout(measurements: list[Measurement], before: HardwareSpec,
-                   fitted: Callable[[list[Measurement]], HardwareSpec]) -> list[Prediction]:
-    """Leave one shape family out at a time (a GEMM's (N, K), an attention head layout, an elementwise kernel),
-    fit the rest, predict it: the error on shapes no measurement covers (labelled extrapolated)."""
-    fams: dict[tuple, list[Measurement]] = defaultdict(list)
-    for m in measurements:
-        if m.case.op_class in OP_CLASSES:
-            fams[_axis(m)[0]].append(m)
-    out = []
-    for fam, ms in fams.items():
-        if sum(1 for f in fams if f[0] == fam[0]) < 2:
-            continue
-        rest = [m for m in measurements if m.case.op_class in OP_CLASSES and _axis(m)[0] != fam]
-        out += predict(ms, before, fitted(rest))
     return out
 
 
 def error_table(preds: list[Prediction]) -> dict[str, dict[str, float]]:
     """Per class: count, median and p90 absolute relative error before and after calibration."""
     out = {}
-    for cls in OP_CLASSES:
+    for cls in (*FITTED_CLASSES, "allreduce"):
         ps = [p for p in preds if p.op_class == cls]
         if not ps:
             continue

@@ -129,7 +129,9 @@ def _attention_operator(op_class: str, p: dict[str, int], prec: Precision) -> Op
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """Median seconds per call of ``case``; ``spread`` is the interquartile range over the median."""
+    """Median seconds per call of ``case``; ``spread`` is the interquartile range over the median (NaN when
+    the source does not say). ``includes`` names other kernels inside the timed region that the cost model
+    times as operators of their own (``kv_cache_write`` before attention, ``quant`` before a W8A8 GEMM)."""
 
     case: Case
     median_s: float
@@ -137,6 +139,7 @@ class Measurement:
     samples: int
     calls_per_sample: int
     torch_dtype: str = ""
+    includes: tuple[str, ...] = ()
     operator: Operator = field(default=None, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:

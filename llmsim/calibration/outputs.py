@@ -6,20 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from llmsim.calibration.collectives import fit_allreduce
 from llmsim.calibration.environment import device_folder_name
-from llmsim.calibration.fit import (
-    Prediction,
-    error_table,
-    family_holdout,
-    fit_blocks,
-    fitted_efficiency,
-    predict,
-    split_heldout,
-)
-from llmsim.calibration.measurements import OP_CLASSES, Measurement, read_csvs, write_csvs
+from llmsim.calibration.fit import Prediction, error_table
+from llmsim.calibration.holdout import fitted_block, heldout_families, heldout_points, heldout_ranks
+from llmsim.calibration.measurements import OP_CLASSES, read_csvs, write_csvs
 from llmsim.calibration.plan import grids_for
 from llmsim.calibration.profile import build_profile, dump_profile
 from llmsim.calibration.report import write_report
@@ -30,13 +20,12 @@ from llmsim.specs import hardware_from_dict
 from llmsim.specs.hardware import load_hardware_file
 from llmsim.yamlio import load_yaml
 
-FORMAT = 1
-
 
 def _calibration_block(run: Run, blocks: dict, method: str, errors: dict | None) -> dict[str, Any]:
     hw = run.base_hw
+    blocks = dict(blocks)
     block: dict[str, Any] = {
-        "format": FORMAT,
+        "format": blocks.pop("format"),
         "method": method,
         "base": run.base_name,
         "environment": run.env,
@@ -55,50 +44,16 @@ def _profile(run: Run, name: str, blocks: dict, method: str, errors: dict | None
     desc = str(run.base.get("description", run.base_name))
     if not cpu:
         desc = f"{desc}; calibrated on {run.env['name']} ({run.env['date'][:10]})"
-    blocks = dict(blocks)
-    efficiency = fitted_efficiency(blocks)
-    base = run.base
-    comm = _allreduce_fits(run)
-    if comm:
-        blocks["allreduce"] = comm
-        base, efficiency["comm"] = _with_comm(run.base, comm)
-    return build_profile(base, name, desc, efficiency, run.launch_s, _calibration_block(run, blocks, method, errors))
+    return build_profile(run.base, name, desc, {}, run.launch_s, _calibration_block(run, blocks, method, errors))
 
 
-def _allreduce_fits(run: Run) -> list[dict[str, Any]]:
-    """Per group size: measured all-reduce times and the ring model fitted to them."""
-    groups: dict[int, list[Measurement]] = {}
-    for m in run.measurements:
-        if m.case.op_class == "allreduce":
-            groups.setdefault(m.case["ranks"], []).append(m)
-    out = []
-    for _, ms in sorted(groups.items()):
-        ms.sort(key=lambda m: m.case["bytes"])
-        out.append({**fit_allreduce(ms), "bytes": [m.case["bytes"] for m in ms],
-                    "seconds": [m.median_s for m in ms]})
-    return out
-
-
-def _with_comm(base: dict[str, Any], comm: list[dict[str, Any]]) -> tuple[dict[str, Any], float]:
-    """The base with the intra-node latency measured, and efficiency.comm = achieved / link bandwidth."""
-    link = dict(base["interconnect"]["intra_node"])
-    bw = float(np.median([c["bytes_per_s"] for c in comm]))
-    link["latency_s"] = float(np.median([c["latency_s"] for c in comm]))
-    eff = round(min(1.0, max(bw / float(link["bytes_per_s"]), 1e-3)), 3)
-    return {**base, "interconnect": {**base["interconnect"], "intra_node": link}}, eff
-
-
-def heldout_check(run: Run, method: str) -> tuple[dict, list[Prediction], dict]:
-    """Fit on every other point and predict the rest (errors per class, predictions); then leave each shape
-    family out in turn (errors per class on unseen families)."""
-    def fitted(ms: list[Measurement]):
-        blocks = fit_blocks(ms, run.base_hw, run.launch_s)
-        return hardware_from_dict(_profile(run, "heldout-fit", blocks, method, None))
-
-    fit_set, held = split_heldout(run.measurements)
-    preds = predict(held, run.base_hw, fitted(fit_set))
-    unseen = error_table(family_holdout(run.measurements, run.base_hw, fitted))
-    return error_table(preds), preds, unseen
+def heldout_check(run: Run) -> tuple[dict, list[Prediction], dict, dict]:
+    """Held-out points (errors per class, their predictions), unseen families and unseen TP sizes."""
+    hw, base = run.base_hw, run.base
+    preds = heldout_points(run.measurements, hw, base, run.launch_s, True)
+    unseen = error_table(heldout_families(run.measurements, hw, base, run.launch_s, True))
+    ranks = error_table(heldout_ranks(run.measurements, hw, base))
+    return error_table(preds), preds, unseen, ranks
 
 
 def write_outputs(run: Run, out: Path, data_dir: Path | None, method: str) -> list[Path]:
@@ -107,15 +62,16 @@ def write_outputs(run: Run, out: Path, data_dir: Path | None, method: str) -> li
     folder = data_dir or Path("calibration") / device_folder_name(run.env)
     written = write_csvs(run.measurements + [p for p in run.probes if p.case.op_class not in OP_CLASSES], folder)
     written.append(_write_run_yaml(run, folder))
-    errors, preds, unseen = heldout_check(run, method)
-    blocks = fit_blocks(run.measurements, run.base_hw, run.launch_s)
-    profile = _profile(run, out.stem, blocks, method, {"heldout_points": errors, "unseen_families": unseen})
+    errors, preds, unseen, ranks = heldout_check(run)
+    blocks = fitted_block(run.measurements, run.base_hw, run.launch_s, run.notes)
+    profile = _profile(run, out.stem, blocks, method, {"heldout_points": errors, "unseen_families": unseen,
+                                                       "unseen_tp_sizes": ranks})
     CalibratedTimer(hardware_from_dict(profile))  # validate before writing anything the simulator will read
     header = [
         f"{out.stem}: written by `llmsim calibrate` on {run.env['date']}",
         f"command: {run.env['command']}",
         f"base profile: {run.base_name}; raw measurements, report and plots: {folder}",
-        "efficiency and overheads.kernel_launch_s are fitted; calibration: holds the measured ratio grids",
+        "overheads.kernel_launch_s is measured; calibration: holds the fitted kernel physics and residual grids",
     ]
     if run.env["device"] == "cpu":
         header.insert(1, "CPU RUN: a test of the calibration pipeline on a CPU, not a GPU profile")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llmsim.calibration.fit import Prediction
+from llmsim.calibration.fit import Prediction, gemm_families
 from llmsim.calibration.measurements import OP_CLASSES
 from llmsim.calibration.runner import Run
 
@@ -25,10 +25,14 @@ def _error_lines(errors: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def _entries(blocks: dict, cls: str) -> list[dict]:
+    return gemm_families(blocks.get(cls, [])) if cls == "gemm" else blocks.get(cls, [])
+
+
 def _measured_lines(run: Run, blocks: dict) -> list[str]:
     lines = ["| class | family | points | sizes |", "|---|---|---:|---|"]
     for cls in OP_CLASSES:
-        for fam in blocks.get(cls, []):
+        for fam in _entries(blocks, cls):
             if cls == "gemm":
                 name, sizes = f"{fam['dtype']} N={fam['n']} K={fam['k']}", f"M {fam['m'][0]}..{fam['m'][-1]}"
                 points = len(fam["m"])
@@ -59,10 +63,12 @@ def write_report(folder: Path, run: Run, errors: dict, preds: list[Prediction], 
     lines += ["", f"Launch overhead (back-to-back tiny kernel): {run.launch_s * 1e6:.2f} us. "
               f"Planned {run.planned_s:.0f} s, took {run.wall_s:.0f} s; {len(run.measurements)} shapes measured.", "",
               "## Fit", "",
-              "Per shape family, the ratio measured time / unit-efficiency roofline (1 / achieved efficiency) is "
-              "interpolated piecewise-linearly in log space over the measured grid; outside the grid (or for an "
-              "unmeasured family: the nearest measured one) it is held at the edge value, i.e. a roofline with a "
-              "fitted efficiency. Every prediction says which: `interpolated`, `extrapolated` or `roofline`.", "",
+              "Per kernel class and dtype, the constants of the structural kernel model (llmsim.cost.kernels) are "
+              "fitted by robust least squares; per shape family, the residual measured / model is interpolated "
+              "piecewise-linearly in log space over the measured grid; outside the grid (or for an unmeasured "
+              "family: between or nearest measured ones) the residual is held at the edge value and the fitted "
+              "model carries the prediction. Every prediction says which: `interpolated`, `extrapolated` or "
+              "`roofline`.", "",
               "## Held-out error", "",
               f"Every other point of each swept axis (ends kept) is held out; the fit uses the rest. 'Before' is "
               f"the base profile's roofline with its default efficiencies, 'after' the calibrated timer. {TARGET}.",
@@ -130,7 +136,7 @@ def _plot_efficiency(folder: Path, blocks: dict) -> list[Path]:
         return []
     fig, axes = plt.subplots(1, len(classes), figsize=(4.2 * len(classes), 4.2), squeeze=False)
     for ax, cls in zip(axes[0], classes, strict=True):
-        for fam in blocks[cls]:
+        for fam in _entries(blocks, cls):
             if cls == "gemm":
                 ax.plot(fam["m"], [1 / r for r in fam["ratio"]], marker=".", label=f"N={fam['n']} K={fam['k']}")
                 ax.set_xlabel("M (tokens)")
@@ -144,7 +150,7 @@ def _plot_efficiency(folder: Path, blocks: dict) -> list[Path]:
                             label=f"h={fam['heads']} kv={fam['kv_heads']} b={b}")
                 ax.set_xlabel(length)
         ax.set_xscale("log")
-        ax.set_title(f"{cls}: achieved / roofline")
+        ax.set_title(f"{cls}: model / measured")
         ax.legend(fontsize=6)
     fig.tight_layout()
     path = folder / "efficiency.png"

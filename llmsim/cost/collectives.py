@@ -1,8 +1,22 @@
-"""Communication time of tensor- and pipeline-parallel collectives on the profile's interconnect."""
+"""Communication time of tensor- and pipeline-parallel collectives on the profile's interconnect.
+
+All-reduce is timed by the algorithm a serving engine actually runs for that size (vLLM): its custom
+one-shot kernel for small messages (every rank reads every peer's buffer over NVLink and reduces), the
+two-shot kernel (reduce-scatter + all-gather) up to 8 MiB, NCCL's ring above. Each algorithm has a latency
+floor (a custom kernel's barrier and flag exchange; NCCL's per-hop latency) and moves its bytes at a
+fraction of the link's bandwidth.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from llmsim.errors import ConfigError
 from llmsim.specs import HardwareSpec, Link
+
+CUSTOM_WORLD_SIZES = (2, 4, 6, 8)  # vLLM custom all-reduce supports these world sizes
 
 
 def link_for(hardware: HardwareSpec, ranks: int) -> Link:
@@ -10,13 +24,64 @@ def link_for(hardware: HardwareSpec, ranks: int) -> Link:
     return hardware.intra_node if ranks <= hardware.gpus_per_node else hardware.inter_node
 
 
-def allreduce_s(hardware: HardwareSpec, payload_bytes: float, ranks: int) -> float:
-    """Ring all-reduce (Patarasuk & Yuan 2009): 2(p-1)/p of the payload crosses each link, in 2(p-1) hops."""
+@dataclass(frozen=True, slots=True)
+class AllReduceTerms:
+    """Latency floors and bandwidth efficiencies of each all-reduce algorithm (defaults from the profile's
+    ``kernels`` and ``efficiency.comm``; a calibrated profile fits them)."""
+
+    oneshot_latency_s: float
+    twoshot_latency_s: float
+    ring_latency_s: float
+    ring_hop_s: float
+    oneshot_eff: float
+    twoshot_eff: float
+    ring_eff: float
+    custom_max_bytes: float
+
+    @classmethod
+    def of(cls, hardware: HardwareSpec, fitted: Mapping[str, Any] | None = None) -> AllReduceTerms:
+        kt, eff = hardware.kernels, hardware.efficiency.comm
+        out = cls(kt.oneshot_latency_s, kt.twoshot_latency_s, kt.ring_latency_s, kt.ring_hop_s, eff, eff, eff,
+                  kt.custom_allreduce_max_bytes)
+        if fitted:
+            unknown = sorted(set(fitted) - set(cls.__slots__))
+            if unknown:
+                raise ConfigError(f"calibration.physics.allreduce: unknown key(s) {', '.join(unknown)}")
+            out = replace(out, **{k: float(v) for k, v in fitted.items()})
+        return out
+
+
+def allreduce_algorithm(hardware: HardwareSpec, payload_bytes: float, ranks: int, terms: AllReduceTerms) -> str:
+    """vLLM's choice (custom_all_reduce.cuh): one-shot for 2 ranks, or below 512 KiB (<= 4 ranks) / 256 KiB
+    (<= 8 ranks) on full NVLink; two-shot up to the custom kernel's size limit; NCCL's ring beyond it or
+    across nodes. The custom kernel needs NVLink between all ranks, or exactly two GPUs."""
+    link = link_for(hardware, ranks)
+    nvlink = link.name.startswith("nvlink") and ranks <= hardware.gpus_per_node
+    custom = ranks in CUSTOM_WORLD_SIZES and payload_bytes <= terms.custom_max_bytes and (nvlink or ranks == 2)
+    if not custom:
+        return "ring"
+    if ranks == 2 or (ranks <= 4 and payload_bytes < 512 * 1024) or (ranks <= 8 and payload_bytes < 256 * 1024):
+        return "oneshot"
+    return "twoshot"
+
+
+def allreduce_s(hardware: HardwareSpec, payload_bytes: float, ranks: int,
+                terms: AllReduceTerms | None = None) -> float:
+    """One all-reduce of ``payload_bytes`` per rank. One-shot: each rank reads the p-1 peer buffers;
+    two-shot and ring (Patarasuk & Yuan 2009) move 2(p-1)/p of the payload per rank."""
     if ranks <= 1 or payload_bytes <= 0:
         return 0.0
+    terms = terms or AllReduceTerms.of(hardware)
     link = link_for(hardware, ranks)
-    bw = link.bytes_per_s * hardware.efficiency.comm
-    return 2.0 * (ranks - 1) / ranks * payload_bytes / bw + 2.0 * (ranks - 1) * link.latency_s
+    bw = link.bytes_per_s
+    algo = allreduce_algorithm(hardware, payload_bytes, ranks, terms)
+    if algo == "oneshot":
+        return terms.oneshot_latency_s + (ranks - 1) * payload_bytes / (bw * terms.oneshot_eff)
+    moved = 2.0 * (ranks - 1) / ranks * payload_bytes
+    if algo == "twoshot":
+        return terms.twoshot_latency_s + moved / (bw * terms.twoshot_eff)
+    hop = terms.ring_hop_s if ranks <= hardware.gpus_per_node else max(terms.ring_hop_s, link.latency_s)
+    return terms.ring_latency_s + 2.0 * (ranks - 1) * hop + moved / (bw * terms.ring_eff)
 
 
 def alltoall_s(hardware: HardwareSpec, payload_bytes: float, ranks: int) -> float:

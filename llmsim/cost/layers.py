@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
-from llmsim.cost.operators import FP32_BYTES, BatchFeatures, Operator, ShardedShapes, elementwise, gemm
+from llmsim.cost.operators import (
+    FP32_BYTES,
+    BatchFeatures,
+    Operator,
+    ShardedShapes,
+    elementwise,
+    gemm,
+    moe_experts,
+)
 from llmsim.specs import ModelSpec, ParallelLayout, Precision
+
+# Dynamic per-tensor activation quantisation before a W8A8 GEMM (vLLM scaled_fp8_quant without a scale):
+# an absmax pass reads the 16-bit input (2 B), the quantise pass reads it again and writes 8 bits (3 B).
+QUANT_BYTES_PER_ELEMENT = 5.0
+QUANT_KERNELS = 2
+
+
+def linear(name: str, m: float, n: int, k: int, prec: Precision) -> list[Operator]:
+    """A linear layer: the GEMM, preceded by its activation quantisation when it runs in 8 bits (fp8 or
+    int8 W8A8: the GEMM reads 8-bit activations, so the 16-bit ones are quantised first, at m x k elements)."""
+    ops = [gemm(name, m, n, k, prec)]
+    if prec.compute in ("fp8", "int8"):
+        ops.insert(0, elementwise(f"{name}_quant", m * k, QUANT_BYTES_PER_ELEMENT, 3.0, kernels=QUANT_KERNELS))
+    return ops
 
 
 def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: BatchFeatures) -> list[Operator]:
@@ -17,7 +39,7 @@ def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: Batch
         flops = 4.0 * sh.heads * hd * f.prefill_attn_pairs
         hbm = f.prefill_tokens * sh.q * act * 2 + f.prefill_kv_tokens * 2 * sh.kv * kvb
         ops.append(Operator("attn_prefill", "attn_prefill", flops, hbm, prec.activations,
-                            shape=(f.prefill_tokens, sh.heads, sh.kv_heads, hd, f.prefill_kv_tokens),
+                            shape=(f.prefill_tokens, sh.heads, sh.kv_heads, hd, f.prefill_kv_tokens, f.prefill_seqs),
                             storage_dtype=prec.kv_dtype))
     if f.decode_seqs:
         # Decode reads each sequence's whole (windowed) KV cache once; FLOPs are small (memory-bound).
@@ -35,33 +57,27 @@ def mlp_ops(model: ModelSpec, layout: ParallelLayout, sh: ShardedShapes, prec: P
     if not model.is_moe:
         width = 2 * sh.ffn if model.gated_mlp else sh.ffn
         return [
-            gemm("mlp_up" if not model.gated_mlp else "mlp_gate_up", t, width, h, prec),
+            *linear("mlp_up" if not model.gated_mlp else "mlp_gate_up", t, width, h, prec),
             elementwise("mlp_act", t * sh.ffn, act * (3 if model.gated_mlp else 2), 5.0),
-            gemm("mlp_down", t, h, sh.ffn, prec),
+            *linear("mlp_down", t, h, sh.ffn, prec),
         ]
     return moe_ops(model, layout, sh, prec, f)
 
 
 def moe_ops(model: ModelSpec, layout: ParallelLayout, sh: ShardedShapes, prec: Precision,
             f: BatchFeatures) -> list[Operator]:
-    """Router + grouped expert GEMMs over the experts the batch's tokens hit (uniform routing assumed)."""
-    t, h, act = f.num_tokens, model.hidden_size, prec.act_bytes
+    """Router GEMM, then the experts as grouped GEMMs over the tokens each expert receives (uniform routing:
+    ``llmsim.cost.operators.moe_experts``; timed by ``llmsim.cost.kernels``), then any shared experts."""
+    t, h = f.num_tokens, model.hidden_size
     e, k = model.num_experts, model.experts_per_token
-    hit = e * (1.0 - (1.0 - k / e) ** t)  # expected distinct experts hit by t tokens choosing k of e
-    ep = layout.ep
-    routed = t * k / ep  # token-expert pairs computed on this GPU
-    experts_here = hit / ep
-    up_w = 2 * sh.expert_ffn if model.gated_mlp else sh.expert_ffn
     ops = [
         gemm("moe_router", t, e, h, Precision.parse(prec.activations, prec.kv_dtype)),  # router kept in 16 bit
-        gemm("moe_up", routed, up_w, h, prec, weight_copies=experts_here),
-        elementwise("moe_act", routed * sh.expert_ffn, act * 3, 5.0),
-        gemm("moe_down", routed, h, sh.expert_ffn, prec, weight_copies=experts_here),
+        moe_experts(t, h, sh.expert_ffn, e, k, layout.ep, model.gated_mlp, prec),
     ]
     if model.num_shared_experts:
         s = model.num_shared_experts
-        ops += [gemm("shared_up", t, 2 * sh.shared_ffn * s, h, prec),
-                gemm("shared_down", t, h, sh.shared_ffn * s, prec)]
+        ops += [*linear("shared_up", t, 2 * sh.shared_ffn * s, h, prec),
+                *linear("shared_down", t, h, sh.shared_ffn * s, prec)]
     return ops
 
 
@@ -73,14 +89,14 @@ def layer_operators(model: ModelSpec, layout: ParallelLayout, prec: Precision,
     ops = [
         # fused residual add + norm (vLLM fused_add_rms_norm): reads x and residual, writes both.
         elementwise("attn_norm", t * h, 4 * act, 5.0),
-        gemm("qkv_proj", t, sh.q + 2 * sh.kv, h, prec),
+        *linear("qkv_proj", t, sh.q + 2 * sh.kv, h, prec),
     ]
     if not model.learned_positions:
         ops.append(elementwise("rotary", t * (sh.q + sh.kv), 2 * act, 6.0))
     if model.qk_norm:
         ops.append(elementwise("qk_norm", t * (sh.q + sh.kv), 2 * act, 5.0))
     ops += attention_ops(model, sh, prec, f)
-    ops.append(gemm("o_proj", t, h, sh.q, prec))
+    ops += linear("o_proj", t, h, sh.q, prec)
     ops.append(elementwise("mlp_norm", t * h, 4 * act, 5.0))
     ops += mlp_ops(model, layout, sh, prec, f)
     return ops

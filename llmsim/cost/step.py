@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from llmsim.cost.collectives import allreduce_s, alltoall_s, p2p_s
+from llmsim.cost.collectives import alltoall_s, p2p_s
 from llmsim.cost.layers import first_stage_operators, last_stage_operators, layer_operators
 from llmsim.cost.operators import BatchFeatures, Operator, batch_features
 from llmsim.cost.roofline import OperatorTimer, OpTime, RooflineTimer
@@ -123,16 +123,21 @@ class CostModel:
         self._window = model.sliding_window
 
     # --- operators ---------------------------------------------------------------------------------
-    def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float]]:
-        """(name, class, seconds) of one layer's collectives: two TP all-reduces (or EP all-to-alls)."""
+    def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float, str]]:
+        """(name, class, seconds, source) of one layer's collectives: two TP all-reduces (or EP all-to-alls),
+        timed by the operator timer (a calibrated profile has measured all-reduce curves)."""
         tp, act, h = self.layout.tp, self.precision.act_bytes, self.model.hidden_size
         payload = f.num_tokens * h * act
-        ops = [("attn_allreduce", "allreduce", allreduce_s(self.hardware, payload, tp))]
+        if tp <= 1 or payload <= 0:
+            return []
+        ar = self.timer.time(Operator("allreduce", "allreduce", 0.0, 0.0, self.precision.activations,
+                                      comm_bytes=payload, comm_ranks=tp))
+        ops = [("attn_allreduce", "allreduce", float(ar.comm_s), ar.source)]
         if self.layout.ep > 1:
             routed = payload * self.model.experts_per_token
-            ops.append(("moe_dispatch_combine", "alltoall", 2 * alltoall_s(self.hardware, routed, tp)))
+            ops.append(("moe_dispatch_combine", "alltoall", 2 * alltoall_s(self.hardware, routed, tp), "roofline"))
         else:
-            ops.append(("mlp_allreduce", "allreduce", allreduce_s(self.hardware, payload, tp)))
+            ops.append(("mlp_allreduce", "allreduce", float(ar.comm_s), ar.source))
         return [op for op in ops if op[2] > 0]
 
     def _timed(self, ops: list[Operator]) -> list[tuple[Operator, OpTime]]:
@@ -240,7 +245,7 @@ class CostModel:
                             count * float(op.hbm_bytes), count * float(t.total_s), count * t.launch_s,
                             t.bound, t.source) for op, t in timed]
         rows += [OpCost(n, c, "layer", self.model.num_layers, 0.0, 0.0, self.model.num_layers * s, 0.0,
-                        "comm", "roofline") for n, c, s in comm]
+                        "comm", src) for n, c, s, src in comm]
         if gather:
             rows.append(OpCost("logits_gather", "alltoall", "last_stage", 1, 0.0, 0.0, gather, 0.0, "comm",
                                "roofline"))

@@ -112,6 +112,45 @@ class Overheads:
 
 
 @dataclass(frozen=True, slots=True)
+class KernelTerms:
+    """Constants of the structural kernel terms (``llmsim.cost.kernels``), for timing without fitted physics.
+
+    ``fixed_s``: GPU duration of the smallest kernel, launch excluded (prologue, one tile, epilogue; AIC's
+    smallest CUDA-graph kernels take 1.8-2.5 us on B200/H100). Tiles: the output tile of a cuBLAS/CUTLASS
+    GEMM (128 x 128 on Ampere/Hopper/Blackwell), FlashAttention's query x key tile (FA2/FA3 forward, head
+    dim 128: 128 x 128), vLLM fused-MoE's row block (BLOCK_SIZE_M 64). ``attn_cta_tiles``: prologue and
+    epilogue of one attention CTA (load Q, write O) in tile iterations (4: AIC H100 vLLM 0.14 FlashAttention
+    fit, 3.8); ``prefill_per_seq_s``: per-sequence work of varlen prefill; ``decode_cta_s``: fixed work of one
+    (sequence, KV head) CTA of paged decode (page table, Q load, O write; 3.5 us: AIC H100 fit, 3.6 us). Collectives: vLLM's custom all-reduce up to
+    ``custom_allreduce_max_bytes`` (8 MiB, vllm custom_all_reduce.py), one-shot / two-shot latency floors, and
+    NCCL ring = ``ring_latency_s + 2(p-1) ring_hop_s`` + bytes over the link."""
+
+    fixed_s: float = 2.0e-6
+    gemm_tile_m: float = 128
+    gemm_tile_n: float = 128
+    attn_tile_q: float = 128
+    attn_tile_k: float = 128
+    attn_cta_tiles: float = 4.0
+    moe_tile_m: float = 64
+    prefill_per_seq_s: float = 0.0
+    decode_cta_s: float = 3.5e-6
+    custom_allreduce_max_bytes: float = 8 * 1024 * 1024
+    oneshot_latency_s: float = 5.0e-6
+    twoshot_latency_s: float = 1.0e-5
+    ring_latency_s: float = 3.0e-6
+    ring_hop_s: float = 1.0e-6
+
+    def __post_init__(self) -> None:
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if not value >= 0 or (name.endswith(("_tile_m", "_tile_n", "_tile_q", "_tile_k")) and value < 1):
+                raise ConfigError(f"kernels.{name}: must be >= 0 (tiles >= 1), got {value!r}")
+
+
+PROFILE_KEYS["kernels"] = {name: NON_NEGATIVE for name in KernelTerms.__slots__}  # cost/kernels.py terms
+
+
+@dataclass(frozen=True, slots=True)
 class HardwareSpec:
     """One accelerator as the cost model sees it. All figures per GPU, SI units."""
 
@@ -131,6 +170,7 @@ class HardwareSpec:
     description: str = ""
     efficiency: Efficiency = field(default_factory=Efficiency)
     overheads: Overheads = field(default_factory=Overheads)
+    kernels: KernelTerms = field(default_factory=KernelTerms)
     calibration: Mapping[str, Any] | None = None
     source: str = ""
 
@@ -201,6 +241,7 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpe
         host_link=_link(net["host"]),
         efficiency=Efficiency(**{k: _as_float(v, "") for k, v in (data.get("efficiency") or {}).items()}),
         overheads=Overheads(**{k: _as_float(v, "") for k, v in (data.get("overheads") or {}).items()}),
+        kernels=KernelTerms(**{k: _as_float(v, "") for k, v in (data.get("kernels") or {}).items()}),
         calibration=data.get("calibration"),
         source=source,
     )

@@ -97,11 +97,15 @@ def test_lm_head_only_for_emitting_sequences():
 
 
 def test_moe_touches_only_hit_experts():
-    m = load_model("mixtral-8x7b")
-    one = ops_by_name(m, [1], [10])
-    many = ops_by_name(m, [4096], [0])
-    # one token hits exactly top-2 experts: weight bytes of 2 experts' up/gate matrices
-    assert one["moe_up"].hbm_bytes == pytest.approx(2 * 2 * 14336 * 4096 * 2 + 2 * 4096 * 2 + 2 * 2 * 14336 * 2)
-    # thousands of tokens hit all 8 experts
-    assert many["moe_up"].hbm_bytes > 3.9 * one["moe_up"].hbm_bytes
-    assert many["moe_up"].flops == 2 * 4096 * 2 * 2 * 14336 * 4096
+    m = load_model("mixtral-8x7b")  # 8 experts, top-2, hidden 4096, expert FFN 14336 (gated: 3 matrices)
+    one = ops_by_name(m, [1], [10])["moe_experts"]
+    many = ops_by_name(m, [4096], [0])["moe_experts"]
+    # one token hits exactly its 2 experts: their gate, up and down weights once, plus 2 routed rows'
+    # activations (gather 3h... per pair: 3 x 4096 + 6 x 14336 elements) and the token's output (4096)
+    weights = 2 * 3 * 4096 * 14336 * 2
+    acts = 2 * (2 * (3 * 4096 + 6 * 14336) + 4096)
+    assert one.hbm_bytes == pytest.approx(weights + acts)
+    assert one.flops == 2 * 2 * 4096 * 14336 * 3
+    # thousands of tokens hit all 8 experts (4x the weights) and compute all 8192 routed rows
+    assert many.hbm_bytes > 4 * weights
+    assert many.flops == 2 * 8192 * 4096 * 14336 * 3

@@ -59,25 +59,45 @@ def tiny_cost_model():
     return CostModel(tiny, load_hardware("h100-sxm"))
 
 
+class RecordingCost:
+    """Wraps a cost model and records the launch mode of every step it is asked for."""
+
+    def __init__(self, inner):
+        self.inner, self.modes = inner, []
+
+    def step_time(self, new, ctx, emits=None, launch="eager"):
+        self.modes.append(launch)
+        return self.inner.step_time(new, ctx, emits, launch=launch)
+
+    def decode_run(self, ctx, k, launch="eager"):
+        self.modes.append(launch)
+        return self.inner.decode_run(ctx, k, launch=launch)
+
+
 def test_engine_launch_modes_follow_vllm_cudagraph_dispatch():
-    cost_model = tiny_cost_model()
-    rt = runtime(cost_model, "vllm-0.15", max_num_seqs=128, max_num_batched_tokens=2048)
+    cost_model = RecordingCost(tiny_cost_model())
+    rt = runtime(cost_model.inner, "vllm-0.15", max_num_seqs=128, max_num_batched_tokens=2048)
     assert rt.max_capture_size == 256  # min(2 * 128, 512, 2048)
     timer = StepTimer(cost_model, rt)
-    plan = decode_plan([300] * 8)  # uniform decode: one full graph, no per-kernel launches
-    full = cost_model.step_time([1] * 8, [300] * 8, launch="full")
-    assert timer.step(plan).gpu_s == pytest.approx(gpu_s(full), rel=1e-9)
-    assert gpu_s(full) < gpu_s(cost_model.step_time([1] * 8, [300] * 8, launch="piecewise"))
+    timer.step(decode_plan([300] * 8))  # uniform decode: one full graph
+    assert cost_model.modes[-1] == "full"
     mixed = decode_plan([300] * 8)
     mixed.add(Seq(Request(50, 0.0, 100, 5)), 100)  # 108 tokens <= 256: piecewise
-    want = cost_model.step_time([100] + [1] * 8, [0] + [300] * 8, launch="piecewise")  # the prompt samples
-    assert timer.step(mixed).gpu_s == pytest.approx(gpu_s(want), rel=1e-9)
+    timer.step(mixed)
+    assert cost_model.modes[-1] == "piecewise"
     big = decode_plan([300] * 8)
     big.add(Seq(Request(51, 0.0, 2000, 5)), 300)  # 308 tokens, over the largest capture size: eager
-    want = cost_model.step_time([300] + [1] * 8, [0] + [300] * 8, [False] + [True] * 8, launch="eager")
-    assert gpu_s(want) > gpu_s(cost_model.step_time([300] + [1] * 8, [0] + [300] * 8, [False] + [True] * 8,
-                                                    launch="piecewise"))
-    assert timer.step(big).gpu_s == pytest.approx(gpu_s(want), rel=1e-9)
+    timer.step(big)
+    assert cost_model.modes[-1] == "eager"
+    many = decode_plan([300] * 300)  # a uniform decode of 300 > 256: eager too
+    timer.step(many)
+    assert cost_model.modes[-1] == "eager"
+    old = StepTimer(cost_model, runtime(cost_model.inner, "vllm-0.10", max_num_seqs=128))
+    old.step(decode_plan([300] * 8))
+    assert cost_model.modes[-1] == "piecewise"  # 0.10 captures piecewise graphs only
+    timer.step(decode_plan([300] * 4))
+    want = cost_model.inner.step_time([1] * 4, [300] * 4, launch="full")
+    assert timer.step(decode_plan([300] * 4)).gpu_s == pytest.approx(gpu_s(want), rel=1e-9)
 
 
 def test_padded_runs_keep_padding_rows_fixed(cost_model):
@@ -126,7 +146,7 @@ def test_eager_steps_last_as_long_as_the_cpu_takes_to_launch_their_kernels():
     assert gpu_s(eager) == pytest.approx(launches, rel=1e-9)
     assert eager.launch_s == pytest.approx(launches - gpu_s(full), rel=1e-9)
     piecewise = cm.step_time([1], [100], launch="piecewise")
-    assert gpu_s(full) < gpu_s(piecewise) < gpu_s(eager)
+    assert gpu_s(full) <= gpu_s(piecewise) < gpu_s(eager)  # pieces hide most launches
     # a long prefill: the kernels hide the launches, every mode costs the same
     long = [cm.step_time([4000], [0], launch=m) for m in ("eager", "piecewise", "full")]
     assert gpu_s(long[0]) == pytest.approx(gpu_s(long[2]), rel=1e-12) == pytest.approx(gpu_s(long[1]), rel=1e-12)

@@ -79,12 +79,22 @@ class _Collector:
         check_plausible(m, self.hw, rows.path, rows.line, "latency_ms")
         self.times[case].append(seconds)
 
+    @staticmethod
+    def includes(case: Case) -> tuple[str, ...]:
+        """AIC's timed regions: attention includes the KV-cache write of the new tokens; per-tensor fp8 and
+        SmoothQuant GEMMs include the activation quantisation kernel (kernels/README.md)."""
+        if case.op_class in ("attn_prefill", "attn_decode"):
+            return ("kv_cache_write",)
+        if case.op_class == "gemm" and case.dtype in ("fp8", "w8a8-int8"):
+            return ("quant",)
+        return ()
+
     def skip(self, why: str) -> None:
         self.skipped[why] += 1
 
     def measurements(self) -> list[Measurement]:
-        return [Measurement(c, math.exp(sum(map(math.log, ts)) / len(ts)), math.nan, 0, 0)
-                for c, ts in self.times.items()]
+        return [Measurement(c, math.exp(sum(map(math.log, ts)) / len(ts)), math.nan, 0, 0,
+                            includes=self.includes(c)) for c, ts in self.times.items()]
 
     def notes(self, name: str) -> list[str]:
         dups = sum(len(ts) - 1 for ts in self.times.values())

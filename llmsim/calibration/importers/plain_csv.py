@@ -16,6 +16,7 @@ Columns (header names exact; cells a row's class does not use may stay empty; se
 | ``kv_dtype`` (optional) | attention KV-cache dtype when it differs from ``dtype`` (``fp8``) |
 | ``kind`` (optional) | a label for the kernel (MoE: the routing, ``balanced`` by default) |
 | ``launch_included`` (optional) | 1 when the time includes a kernel launch (eager timing of single calls): the base profile's launch gap is subtracted |
+| ``includes`` (optional) | other kernels inside the timed region, ``;``-separated: ``kv_cache_write`` (attention timed with its cache write), ``quant`` (a W8A8 GEMM timed with its activation quantisation) |
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from llmsim.specs.precision import KV_DTYPES, PRECISIONS
 TIME_COLUMNS = {"time_s": 1.0, "time_ms": 1e-3, "time_us": 1e-6}
 CLASSES = ("gemm", "attn_prefill", "attn_decode", "moe", "allreduce", "elementwise")
 DEFAULTS = {"tp": 1, "ep": 1}
+INCLUDES = ("kv_cache_write", "quant")
 MIN_KERNEL_FRACTION = 0.02  # as llmsim.calibration.fit: a launch-dominated call keeps a small kernel time
 
 
@@ -88,7 +90,11 @@ def import_csv(path: Path, hw: HardwareSpec) -> Imported:
                 raise row_error(file, rows.line, "launch_included", f"expected 0 or 1, got {flag!r}")
             if flag == "1":
                 seconds, subtracted = max(seconds - launch, MIN_KERNEL_FRACTION * seconds), subtracted + 1
-            m = Measurement(case, seconds, math.nan, 0, 0)
+            includes = tuple(x.strip() for x in (row.get("includes") or "").split(";") if x.strip())
+            bad = [x for x in includes if x not in INCLUDES]
+            if bad:
+                raise row_error(file, rows.line, "includes", f"expected ;-separated {', '.join(INCLUDES)}, got {bad[0]!r}")
+            m = Measurement(case, seconds, math.nan, 0, 0, includes=includes)
             check_plausible(m, hw, file, rows.line, column)
             out.measurements.append(m)
         out.files.append(str(file))
