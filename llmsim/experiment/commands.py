@@ -16,9 +16,6 @@ COMPARE_COLUMNS = ("throughput_rps", "output_tokens_per_s", "ttft_p50_s", "ttft_
                    "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "slo_attainment", "preemptions", "overloaded")
 
 
-LATENCY_PREFIXES = ("ttft_", "tpot_", "itl_", "e2e_", "queue_")
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="run an experiment YAML (sweeps in parallel, resumable)",
@@ -126,14 +123,14 @@ def compare_table(directories: list[str]) -> pd.DataFrame:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from llmsim.experiment.report import DEFAULT_METRICS, _run_names, compare_text
+    from llmsim.experiment.report import DEFAULT_METRICS, compare_text, run_names
     from llmsim.experiment.results import Results
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
     summaries = [Results.load(d).summary for d in args.directories]
     if all(s.empty for s in summaries):
         raise ConfigError("compare: no summaries found")
-    print(compare_text(summaries, _run_names(args.directories), metrics))
+    print(compare_text(summaries, run_names(args.directories), metrics))
     return 0
 
 
