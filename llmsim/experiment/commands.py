@@ -16,10 +16,15 @@ COMPARE_COLUMNS = ("throughput_rps", "output_tokens_per_s", "ttft_p50_s", "ttft_
                    "tpot_p99_s", "itl_p99_s", "e2e_p50_s", "slo_attainment", "preemptions", "overloaded")
 
 
-LATENCY_PREFIXES = ("ttft_", "tpot_", "itl_", "e2e_", "queue_")
-
-
 def register(subparsers) -> None:
+    _register_run(subparsers)
+    _register_results(subparsers)
+    _register_trace(subparsers)
+    p = subparsers.add_parser("schema", help="print the experiment YAML's JSON schema")
+    p.set_defaults(func=cmd_schema)
+
+
+def _register_run(subparsers) -> None:
     p = subparsers.add_parser(
         "run", help="run an experiment YAML (sweeps in parallel, resumable)",
         description="Simulate every sweep point x seed of an experiment; print a table (stdout), progress (stderr), "
@@ -35,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=cmd_run)
 
+
+def _register_results(subparsers) -> None:
     p = subparsers.add_parser("plot", help="draw figures from a results directory",
                               description="Draw every figure of a results directory as PNG and SVG.")
     p.add_argument("directory", metavar="DIR", help="results directory written by `llmsim run`")
@@ -50,6 +57,8 @@ def register(subparsers) -> None:
                                      "preemptions (default: as many of the first ten as fit 120 columns)")
     p.set_defaults(func=cmd_compare)
 
+
+def _register_trace(subparsers) -> None:
     p = subparsers.add_parser(
         "trace", help="write the requests of an experiment point as a Mooncake JSONL trace",
         description="Write the requests one sweep point x seed sends (as simulated) in the Mooncake trace format "
@@ -64,9 +73,6 @@ def register(subparsers) -> None:
                    help="override a field as `llmsim run --set` does")
     p.add_argument("--block-tokens", type=int, default=512, help="tokens per hash id block (default 512)")
     p.set_defaults(func=cmd_trace)
-
-    p = subparsers.add_parser("schema", help="print the experiment YAML's JSON schema")
-    p.set_defaults(func=cmd_schema)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,14 +132,14 @@ def compare_table(directories: list[str]) -> pd.DataFrame:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from llmsim.experiment.report import DEFAULT_METRICS, _run_names, compare_text
+    from llmsim.experiment.report import DEFAULT_METRICS, compare_text, run_names
     from llmsim.experiment.results import Results
 
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
     summaries = [Results.load(d).summary for d in args.directories]
     if all(s.empty for s in summaries):
         raise ConfigError("compare: no summaries found")
-    print(compare_text(summaries, _run_names(args.directories), metrics))
+    print(compare_text(summaries, run_names(args.directories), metrics))
     return 0
 
 

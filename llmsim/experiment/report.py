@@ -263,7 +263,8 @@ def status_over_seeds(verdicts: pd.Series) -> str:
     return STATUS.get(worst, worst) + (f" {n}/{len(values)}" if n < len(values) else "")
 
 
-def _run_names(directories: Sequence[str]) -> list[str]:
+def run_names(directories: Sequence[str]) -> list[str]:
+    """Column names for compared runs: the directories' names, numbered when two are the same."""
     from pathlib import Path
 
     names = [Path(d).name or str(d) for d in directories]
