@@ -6,6 +6,9 @@ kernel measurements) and are never scaled. The parameters:
 - ``cpu.step_s`` and ``cpu.per_seq_s``: host seconds per step (scheduling, input preparation, output
   processing). With async scheduling they show only where they exceed the GPU step (small models, small
   batches) and in the first step after idle; they are fitted by a grid of full simulations.
+  The per-request vLLM 0.11.0 runs (serial scheduling: the CPU cost adds to every step) enter the same
+  objective through their median decode time per output token, with the same CPU values on ``vllm-0.11``
+  (an assumption: the host code path costs about the same in 0.11 and 0.15).
 - the front-end latency (client -> engine -> client, outside the engine loop): it shifts TTFT and E2E by a
   constant and changes nothing inside the engine, so for each grid point it is fitted in closed form (the
   median of measured minus predicted mean TTFT). Its split between ``frontend.request_s`` and
@@ -41,6 +44,38 @@ REPORT = ("e2e_mean", "itl", "ttft_mean", "e2e_p99")
 PROFILE = Path(__file__).resolve().parents[1] / "llmsim" / "engines" / "profiles"
 
 
+REQUEST_MODELS = {"llama-2-7b": "llama-2-7b-hf", "codellama-34b": "codellama-34b-instruct-hf"}
+
+
+def replay_rows(args_tuple) -> list[dict]:
+    """Median decode time per output token of each per-request vLLM 0.11.0 run, measured and predicted."""
+    from llmsim.sim import simulate
+    from llmsim.specs import load_hardware
+    from llmsim.trust.realruns import load_request_runs
+    from llmsim.workload.request import Request
+
+    engine, suffix = args_tuple
+    path = real_runs.DATA / "per_request_vllm_0.11.0.csv"
+    if not path.is_file():
+        return []
+    rows = []
+    for rr in load_request_runs(path):
+        reqs = [Request(i, a, p, o) for i, (a, p, o) in
+                enumerate(zip(rr.arrival_s, rr.prompt_tokens, rr.output_tokens, strict=True))]
+        res = simulate(reqs, model=rr.model, hardware=load_hardware(real_runs.hardware_for("h100-sxm", suffix)),
+                       engine=engine, scheduler={"kind": "vllm", "max_num_seqs": rr.max_num_seqs,
+                                                 "max_num_batched_tokens": rr.max_num_batched_tokens},
+                       max_model_len=rr.max_model_len)
+        df = res.requests.sort_values("id")
+        out = np.asarray(rr.output_tokens)
+        keep = (df["status"].to_numpy() == "finished") & (out > 1)
+        pred = ((df["e2e_s"] - df["ttft_s"]) / (df["output_tokens"] - 1)).to_numpy()[keep]
+        real = ((np.asarray(rr.e2e_s) - np.asarray(rr.ttft_s)) / np.maximum(out - 1, 1))[keep]
+        rows.append({"model": REQUEST_MODELS.get(rr.model, rr.model), "run": rr.experiment, "stage": "per-request",
+                     "real": {"dpt": float(np.median(real))}, "pred": {"dpt": float(np.median(pred))}})
+    return rows
+
+
 def engine_block(name: str, step_s: float, per_seq_s: float) -> dict:
     return {"name": name, "cpu": {"step_s": step_s, "per_seq_s": per_seq_s, "per_token_s": 0.0},
             "frontend": {"request_s": 0.0, "token_s": 0.0}}
@@ -64,6 +99,8 @@ def shifted(pred: dict, f: float) -> dict:
 
 
 def fit_frontend(rows: list[dict]) -> float:
+    """Median of measured minus predicted mean TTFT over the client-side (0.15.1) stages."""
+    rows = [r for r in rows if "ttft_mean" in r["real"]]
     gaps = [r["real"]["ttft_mean"] - r["pred"]["ttft_mean"] for r in rows
             if not math.isnan(r["real"]["ttft_mean"]) and not math.isnan(r["pred"]["ttft_mean"])]
     return max(0.0, float(np.median(gaps))) if gaps else 0.0
@@ -72,8 +109,8 @@ def fit_frontend(rows: list[dict]) -> float:
 def log_errors(rows: list[dict], f: float, metrics=OBJECTIVE) -> list[float]:
     out = []
     for r in rows:
-        pred = shifted(r["pred"], f)
-        for m in metrics:
+        pred = shifted(r["pred"], f) if "ttft_mean" in r["pred"] else r["pred"]
+        for m in (metrics if "ttft_mean" in r["pred"] else ("dpt",)):
             p, q = pred[m], r["real"][m]
             if p > 0 and q > 0 and not (math.isnan(p) or math.isnan(q)):
                 out.append(abs(math.log(p / q)))
@@ -98,8 +135,11 @@ def best(grid_rows: dict, models: set[str] | None) -> tuple[tuple, float, float]
 
 
 def abs_pct(rows: list[dict], f: float) -> dict[str, list[float]]:
+    """Absolute % errors of the reported metrics over the 0.15.1 stages."""
     out: dict[str, list[float]] = {m: [] for m in REPORT}
     for r in rows:
+        if "ttft_mean" not in r["pred"]:
+            continue
         pred = shifted(r["pred"], f)
         for m in REPORT:
             e = real_runs.err(pred[m], r["real"][m])
@@ -150,12 +190,18 @@ def main(argv=None) -> int:
     grid_rows: dict[tuple, list[dict]] = {p: [] for p in grid}
     for (_, _, point), res in zip(jobs, results, strict=True):
         grid_rows[point] += rows_of(res)
+    request_engines = [(engine_block("vllm-0.11", *point), args.hardware_suffix) for point in grid]
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for point, rows in zip(grid, pool.map(replay_rows, request_engines), strict=True):
+            grid_rows[point] += rows
     models = sorted({r["model"] for rows in grid_rows.values() for r in rows})
-    print(f"{len(runs)} healthy runs, {len(models)} models, grid {len(grid)} points, time scale {args.time_scale}")
+    print(f"{len(runs)} healthy 0.15.1 runs and the per-request 0.11.0 runs, {len(models)} models, grid {len(grid)} "
+          f"points, time scale {args.time_scale}")
     for point in grid:
         f = fit_frontend(grid_rows[point])
+        dpt = [f"{r['pred']['dpt'] / r['real']['dpt'] - 1:+.0%}" for r in grid_rows[point] if "dpt" in r["pred"]]
         print(f"  step {point[0] * 1e3:4.1f} ms  per_seq {point[1] * 1e6:4.0f} us  frontend {f * 1e3:5.1f} ms  "
-              f"objective {objective(grid_rows[point], f):.4f}")
+              f"objective {objective(grid_rows[point], f):.4f}  (0.11.0 decode/token {' '.join(dpt)})")
     (step_s, per_seq_s), f_all, obj = best(grid_rows, None)
     inside = abs_pct(grid_rows[(step_s, per_seq_s)], f_all)
     print(f"\nin-sample: step_s={step_s * 1e3:.2f} ms per_seq_s={per_seq_s * 1e6:.1f} us frontend={f_all * 1e3:.2f} ms "

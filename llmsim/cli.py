@@ -179,7 +179,8 @@ EXIT_CODES = """exit codes:
   0    success
   1    internal error (a bug: please report the traceback)
   2    bad input or usage: one line `error: FILE: field: what was expected` on stderr
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  stdout closed early (e.g. piped into `head`): stopped quietly"""
 CORE_COMMANDS = ("estimate", "models", "hardware")
 
 
