@@ -148,6 +148,22 @@ def abs_pct(rows: list[dict], f: float) -> dict[str, list[float]]:
     return out
 
 
+def _num(x: float) -> str:
+    """A float YAML reads back as a float (PyYAML needs a dot in 1.0e-05)."""
+    return f"{x:.6e}" if x else "0.0"
+
+
+def _copy_costs(path: Path, step_s: float, per_seq_s: float, f: float) -> None:
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("cpu:"):
+            line = f"cpu: {{step_s: {_num(step_s)}, per_seq_s: {_num(per_seq_s)}, per_token_s: 0.0}}"
+        elif line.startswith("frontend:"):
+            line = f"frontend: {{request_s: 0.0, token_s: {_num(f)}}}"
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def write_profile(engine: str, step_s: float, per_seq_s: float, f: float, fitted_on: str) -> Path:
     """Store the fitted values in the profile YAML, keeping every other line as it is."""
     path = PROFILE / f"{engine}.yaml"
@@ -155,12 +171,14 @@ def write_profile(engine: str, step_s: float, per_seq_s: float, f: float, fitted
     out = []
     for line in lines:
         if line.startswith("cpu:"):
-            line = f"cpu: {{step_s: {step_s:.6g}, per_seq_s: {per_seq_s:.6g}, per_token_s: 0.0}}"
+            line = f"cpu: {{step_s: {_num(step_s)}, per_seq_s: {_num(per_seq_s)}, per_token_s: 0.0}}"
         elif line.startswith("frontend:"):
-            line = f"frontend: {{request_s: 0.0, token_s: {f:.6g}}}"
+            line = f"frontend: {{request_s: 0.0, token_s: {_num(f)}}}"
         elif line.startswith("fitted_on:"):
             continue
         out.append(line)
+    for other in ("vllm-0.10", "vllm-0.11"):  # their sources say they reuse these values
+        _copy_costs(PROFILE / f"{other}.yaml", step_s, per_seq_s, f)
     i = next(k for k, line in enumerate(out) if line.startswith("sources:"))
     out.insert(i, f'fitted_on: "{fitted_on}"')
     path.write_text("\n".join(out) + "\n")

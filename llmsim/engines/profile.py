@@ -18,6 +18,7 @@ Pure: no SimPy, no I/O here (loading lives in ``llmsim.engines.catalog``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -32,8 +33,11 @@ LAUNCH_NONE, LAUNCH_PIECEWISE, LAUNCH_FULL = "eager", "piecewise", "full"
 
 
 def _non_negative(where: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ConfigError(f"{where}: must be a number >= 0, got {value!r}")
+    if isinstance(value, str):  # YAML 1.1 reads 1e-05 (no dot) as a string: accept numeric strings
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{where}: must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
