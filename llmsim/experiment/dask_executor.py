@@ -30,8 +30,9 @@ def run_on_dask(todo: list, out_dir: Path | None, jobs: int, fn: Callable, on_do
             client = Client(address)
         else:
             # Its worker processes inherit SIGINT ignored (so Ctrl-C reaches this process only; one pressed
-            # while the cluster starts, a few seconds, is lost) and log errors only.
-            with _sigint_ignored(), _env(DASK_LOGGING__DISTRIBUTED="error"):
+            # while the cluster starts, a few seconds, is lost) and keep their logs to themselves: a point that
+            # fails raises here through its future; after Ctrl-C they only report the cluster going away.
+            with _sigint_ignored(), _env(DASK_LOGGING__DISTRIBUTED="critical"):
                 cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
                                        dashboard_address=None)
             log.info("Dask cluster of %d workers started", jobs)
