@@ -86,6 +86,10 @@ def make_vllm(mode: str = "v1", max_num_seqs: int = 256, max_num_batched_tokens:
               max_capture_size: int | None = None) -> IterationScheduler:
     """vLLM's scheduler: ``mode: v1`` (default, vLLM 0.8-0.10) or ``v0`` (vLLM 0.4-0.6 ``_schedule_default``);
     the module docstring gives each mode's semantics."""
+    if max_num_batched_tokens is not None:  # None picks the mode's default; 0 must not
+        _positive_int("max_num_batched_tokens", max_num_batched_tokens)
+    if max_capture_size is not None:
+        _positive_int("max_capture_size", max_capture_size)
     if mode == "v1":
         if preemption_mode != "recompute":
             raise ConfigError('preemption_mode: vLLM v1 preempts by recompute only; use mode "v0" for swap')

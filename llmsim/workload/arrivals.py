@@ -91,8 +91,12 @@ class Gamma:
             raise ValueError("give exactly one of 'cv' or 'shape'")
         if self.cv is not None:
             check_non_negative("cv", self.cv)
+            if self.cv > 100:  # shape 1/cv^2 below 1e-4: the gaps are all but zero and then astronomical
+                raise ValueError(f"'cv' must be <= 100, got {self.cv!r}")
         else:
             check_positive("shape", self.shape)
+            if self.shape < 1e-4:
+                raise ValueError(f"'shape' must be >= 1e-4 (a CV of 100), got {self.shape!r}")
 
     @property
     def mean_rate_per_s(self) -> float:
