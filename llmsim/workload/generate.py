@@ -86,11 +86,7 @@ def _arrival_chunks(spec: WorkloadSpec, rng: np.random.Generator) -> Iterator[np
 
 
 def _synthesise(spec, rng, n: int | None, duration_s: float | None, max_context: int | None):
-    try:
-        prefix = spec.prefix.start(spec.prefix_chunk_tokens, max_context) if spec.prefix is not None else None
-    except ValueError as exc:
-        where = f"{spec.source}.prefix" if ": " in spec.source else f"{spec.source}: prefix"
-        raise ConfigError(f"{where}: {exc}") from None
+    prefix = spec.prefix.start(spec.prefix_chunk_tokens, max_context) if spec.prefix is not None else None
     classes = spec.classes or (TrafficClass("default", 1.0),)
     made = 0
     for times in _arrival_chunks(spec, rng):
