@@ -145,6 +145,11 @@ CASES = {
     "workload file alias bomb": lambda t: (_run(_exp(t, workload=str(_yaml(t, "w.yaml", BOMB)))),
                                            ["w.yaml: l5: expands"]),
     "top-level alias bomb": lambda t: (_run(_yaml(t, "exp.yaml", BOMB)), ["exp.yaml: l5: expands"]),
+    "calibration run.yaml with a bad number": lambda t: (
+        ["calibrate", "--device", "cpu", "--out", str(t / "results" / "x.yaml"), "--from-csv",
+         str(_yaml(t, "run.yaml", {"environment": {"device": "cpu"}, "base": {}, "base_name": "b",
+                                   "launch_s": "soon"}).parent)],
+        ["run.yaml: environment.device, launch_s, planned_s, wall_s: expected what `llmsim calibrate` writes"]),
     "estimate TP": lambda t: ([*ESTIMATE, "--tp", "3"], ["--tp: tp=3 does not divide"]),
     "estimate profile": lambda t: ([*ESTIMATE, "--hardware", str(_profile(t, lambda d: d.update(hbm_bytes=-1)))],
                                    ["--hardware: ", "gpu.yaml: hbm_bytes: expected a finite number > 0"]),
