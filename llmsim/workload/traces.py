@@ -189,23 +189,30 @@ def load_trace(
     path = Path(path)
     _check_replay_options(path, start_s=start_s, end_s=end_s, speed=speed, sample=sample,
                           max_requests=max_requests, spread_s=spread_s, seed=seed, strict=strict)
-    if not path.is_file():
-        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
-    try:
-        fmt = trace_formats.detect_format(path) if format == "auto" else format
-        loader = TRACE_FORMATS.get(fmt)
-        _check_options(loader, path, fmt, options)
-        trace = loader(path, strict, **options)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
+    trace = _read(path, format, strict, options)
     rng = np.random.default_rng(seed)
     trace = _order_and_rebase(trace)
     trace = _spread(trace, spread_s, rng)
     trace = _window(trace, start_s, end_s)
     trace = _sample(trace, sample, max_requests, rng)
     return _speed(trace, speed)
+
+
+def _read(path: Path, format: str, strict: bool, options: dict) -> TraceData:
+    """The file through its format's loader; a binary or non-CSV file is a ConfigError naming it."""
+    from llmsim.workload import trace_formats
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
+    try:
+        fmt = trace_formats.detect_format(path) if format == "auto" else format
+        loader = TRACE_FORMATS.get(fmt)
+        _check_options(loader, path, fmt, options)
+        return loader(path, strict, **options)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
 
 
 def _check_replay_options(path: Path, **opts: object) -> None:
