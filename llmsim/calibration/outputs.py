@@ -101,9 +101,16 @@ def load_run(folder: Path) -> Run:
         raise ConfigError(f"{folder / 'run.yaml'}: expected a mapping with environment, base, base_name and "
                           "launch_s (as `llmsim calibrate` writes it)")
     env = meta["environment"]
-    grids = grids_for(env["device"], quick=False)  # the grids only plan a sweep; a refit needs none
+    try:
+        grids = grids_for(env["device"], quick=False)  # the grids only plan a sweep; a refit needs none
+        numbers = [float(meta["launch_s"]), float(meta.get("planned_s", 0.0)), float(meta.get("wall_s", 0.0))]
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{folder / 'run.yaml'}: environment.device, launch_s, planned_s, wall_s: expected "
+                          f"what `llmsim calibrate` writes ({type(exc).__name__}: {exc})") from None
     all_rows = read_csvs(folder)
     probes = [m for m in all_rows if m.case.op_class in ("launch", "peak_gemm")]
     rows = [m for m in all_rows if m.case.op_class not in ("launch", "peak_gemm")]
-    return Run(env, meta["base"], meta["base_name"], grids, float(meta["launch_s"]), rows, probes,
-               list(meta.get("notes") or []), float(meta.get("planned_s", 0.0)), float(meta.get("wall_s", 0.0)))
+    return Run(env, meta["base"], meta["base_name"], grids, numbers[0], rows, probes,
+               list(meta.get("notes") or []), numbers[1], numbers[2])

@@ -70,6 +70,8 @@ def stage_weight_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precision
         total += (sh.vocab * h + model.learned_positions * h) * eb
     if last and (not model.tied_embeddings or not first):
         total += sh.vocab * h * eb
+    if last:  # the final norm before the LM head
+        total += h * (2 if model.norm == "layernorm" else 1) * eb
     return total
 
 

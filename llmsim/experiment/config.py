@@ -21,7 +21,7 @@ from llmsim.yamlio import load_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class LayoutConfig(_Strict):

@@ -227,7 +227,7 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
     try:
         _execute(todo, out, jobs, executor, on_done, view)
     except KeyboardInterrupt:
-        raise Interrupted(_interrupted_message(len(summaries), len(points), out)) from None
+        raise Interrupted(_interrupted_message(points, len(summaries), out)) from None
     finally:
         if view is not None:
             view.stop()
@@ -241,7 +241,11 @@ def _run_points(points: list[Point], out: Path | None, jobs: int, executor: str,
     return results
 
 
-def _interrupted_message(done: int, total: int, out: Path | None) -> str:
+def _interrupted_message(points: list[Point], done: int, out: Path | None) -> str:
+    """What was kept: on disk, the points whose summary.json exists (a worker may finish one as we stop)."""
+    total = len(points)
+    if out is not None:
+        done = sum((out / "points" / p.id / "summary.json").is_file() for p in points)
     log.info("interrupted: %d of %d points done", done, total)
     if out is None:
         return f"interrupted: {done} of {total} points had finished; nothing was written"

@@ -3,7 +3,8 @@
 On Ctrl-C (or any error) the parent terminates its workers at once instead of waiting for the points they
 are running; it then says how to resume. Workers also die with their parent however it dies, ``kill -9``
 included: on Linux the kernel signals them (``PR_SET_PDEATHSIG``), and everywhere a watcher thread exits the
-worker once its parent process is gone.
+worker once its parent or the main process is gone (under the forkserver and spawn start methods the parent
+is a helper that can outlive the main process).
 """
 
 from __future__ import annotations
@@ -19,27 +20,41 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: signals us when our parent (thread) dies
 PARENT_POLL_S = 0.5
 
 
-def _init_worker(parent_pid: int, progress_queue=None) -> None:
+def _init_worker(main_pid: int, progress_queue=None) -> None:
     if progress_queue is not None:  # progress inside each point goes back to the parent's view
         from llmsim.experiment.progress import queue_sink
 
         queue_sink(progress_queue)
+    # The parent is the main process (fork) or a fork server that exits with it (forkserver, spawn helpers).
+    parent_pid = os.getppid()
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):  # without prctl the watcher below still covers it
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if parent_pid == 1 or not _alive(main_pid):  # orphaned before prctl took effect
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True, name="llmsim-parent-watch").start()
+    threading.Thread(target=_watch_parent, args=(parent_pid, main_pid), daemon=True,
+                     name="llmsim-parent-watch").start()
 
 
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+def _watch_parent(parent_pid: int, main_pid: int) -> None:
+    """Exit once the parent is gone, or the main process (a fork server's parent outlives nothing)."""
+    while os.getppid() == parent_pid and _alive(main_pid):
         time.sleep(PARENT_POLL_S)
     os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run_in_processes(todo: list, out_dir: Path | None, jobs: int, fn: Callable,

@@ -31,6 +31,8 @@ class IterationScheduler(Scheduler):
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = 8192,
                  preemption_mode: str = "recompute", long_prefill_token_threshold: int = 0,
                  capture_sizes: list[int] | None = None) -> None:
+        if max_num_batched_tokens is not None:  # None: no budget; 0 is a mistake, not "unlimited"
+            _positive_int("max_num_batched_tokens", max_num_batched_tokens)
         super().__init__(max_num_seqs, max_num_batched_tokens or UNLIMITED, preemption_mode)
         self.long_prefill_token_threshold = _positive_int("long_prefill_token_threshold",
                                                           long_prefill_token_threshold, low=0)

@@ -94,6 +94,10 @@ def make_vllm(mode: str = "v1", max_num_seqs: int = 256, max_num_batched_tokens:
     (``v1``, ``v1_step8``; see ``llmsim.engines.profile.capture_sizes``); an engine profile sets it."""
     if capture_rule not in ("v1", "v1_step8", "v0"):
         raise ConfigError(f'capture_rule: must be "v1", "v1_step8" or "v0", got {capture_rule!r}')
+    if max_num_batched_tokens is not None:  # None picks the mode's default; 0 must not
+        _positive_int("max_num_batched_tokens", max_num_batched_tokens)
+    if max_capture_size is not None:
+        _positive_int("max_capture_size", max_capture_size)
     if mode == "v1":
         if preemption_mode != "recompute":
             raise ConfigError('preemption_mode: vLLM v1 preempts by recompute only; use mode "v0" for swap')

@@ -91,6 +91,7 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     if family.startswith("qwen") and not cfg.get("use_sliding_window", False):
         window = None
     moe: dict[str, int] = {}
+    max_context = _get(cfg, "max_position_embeddings")
     ffn = _get(cfg, "intermediate_size")
     if family == "mixtral":
         moe = dict(num_experts=_get(cfg, "num_local_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
@@ -119,10 +120,11 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
         head_dim=head_dim,
         ffn_size=ffn,
         vocab_size=_get(cfg, "vocab_size"),
-        max_context=_get(cfg, "max_position_embeddings"),
+        max_context=max_context,
         gated_mlp=act in ("silu", "swiglu", "gelu_pytorch_tanh", "gelu"),
         tied_embeddings=_get(cfg, "tie_word_embeddings", False, bool),
-        sliding_window=window if isinstance(window, int) and window > 0 else None,
+        # a window as long as the context (or longer) is no window at all
+        sliding_window=window if isinstance(window, int) and 0 < window < max_context else None,
         qkv_bias=family in ("qwen2", "qwen2_moe") or bool(cfg.get("attention_bias", False)),
         qk_norm=family in ("qwen3", "qwen3_moe") or bool(cfg.get("use_qk_norm", False)),
         **moe,

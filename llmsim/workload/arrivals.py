@@ -45,6 +45,14 @@ def check_non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name!r} must be a number >= 0, got {value!r}")
 
 
+MAX_CV = 100.0  # gamma shape 1/cv^2 below 1e-4: gaps all but zero, then astronomical; numpy overflows
+
+
+def check_cv(name: str, value: float) -> None:
+    if value > MAX_CV:
+        raise ValueError(f"{name!r} must be <= {MAX_CV:g}, got {value!r}")
+
+
 def _renewal_chunks(gaps_fn, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Cumulative sums of i.i.d. gaps, carried across chunks."""
     now = 0.0
@@ -91,8 +99,11 @@ class Gamma:
             raise ValueError("give exactly one of 'cv' or 'shape'")
         if self.cv is not None:
             check_non_negative("cv", self.cv)
+            check_cv("cv", self.cv)
         else:
             check_positive("shape", self.shape)
+            if self.shape < 1e-4:
+                raise ValueError(f"'shape' must be >= 1e-4 (a CV of 100), got {self.shape!r}")
 
     @property
     def mean_rate_per_s(self) -> float:
@@ -199,6 +210,7 @@ class ClosedLoop:
             raise ValueError(f"'users' must be an integer >= 1, got {self.users!r}")
         check_non_negative("think_time_s", self.think_time_s)
         check_non_negative("think_cv", self.think_cv)
+        check_cv("think_cv", self.think_cv)
         check_non_negative("ramp_up_s", self.ramp_up_s)
 
     def start_times_s(self) -> np.ndarray:

@@ -130,6 +130,8 @@ class LogNormal(LengthDist):
 
     def __post_init__(self) -> None:
         _positive("sigma", self.sigma)
+        if self.sigma > 10:  # a CV of 5e21: exp() of it overflows
+            raise ValueError(f"'sigma' must be <= 10, got {self.sigma!r}")
         if (self.mean is None) == (self.median is None):
             raise ValueError("give exactly one of 'mean' or 'median'")
         _positive("mean" if self.mean is not None else "median", self.mean or self.median)

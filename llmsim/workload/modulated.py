@@ -11,7 +11,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from llmsim.workload.arrivals import ARRIVALS, CHUNK, Constant, Gamma, check_non_negative, check_positive
+from llmsim.workload.arrivals import (
+    ARRIVALS,
+    CHUNK,
+    Constant,
+    Gamma,
+    check_cv,
+    check_non_negative,
+    check_positive,
+)
+
+MAX_PER_SOJOURN = 1e7
 
 
 @ARRIVALS.register("bursty")
@@ -39,6 +49,13 @@ class Bursty:
         check_positive("mean_off_s", self.mean_off_s)
         check_non_negative("off_rate_per_s", self.off_rate_per_s)
         check_positive("on_cv", self.on_cv)
+        check_cv("on_cv", self.on_cv)
+        # each sojourn's arrivals are drawn at once: keep the expected count per sojourn bounded
+        for rate, mean, names in ((self.on_rate_per_s, self.mean_on_s, "on_rate_per_s x mean_on_s"),
+                                  (self.off_rate_per_s, self.mean_off_s, "off_rate_per_s x mean_off_s")):
+            if rate * mean > MAX_PER_SOJOURN:
+                raise ValueError(f"{names} must be <= {MAX_PER_SOJOURN:.0e} requests per sojourn, got "
+                                 f"{rate * mean:.3g}")
 
     @property
     def mean_rate_per_s(self) -> float:
@@ -133,7 +150,8 @@ class Stages:
             raise ValueError("'stages' must be a non-empty list of {rate_per_s, duration_s}")
         parsed = tuple(_parse_stage(i, s) for i, s in enumerate(self.stages))
         object.__setattr__(self, "stages", parsed)
-        check_non_negative("cv", self.cv)
+        check_non_negative("cv", self.cv)  # 0: a fixed-interval schedule
+        check_cv("cv", self.cv)
         rates = np.array([s.rate_per_s for s in parsed])
         if not rates.any():
             raise ValueError("'stages': at least one stage needs rate_per_s > 0")
@@ -177,6 +195,7 @@ class Diurnal:
         check_positive("mean_rate_per_s", self.mean_rate_per_s)
         check_positive("period_s", self.period_s)
         check_positive("cv", self.cv)
+        check_cv("cv", self.cv)
         check_non_negative("peak_s", self.peak_s)
         if not (0 <= self.amplitude <= 1):
             raise ValueError(f"'amplitude' must be in [0, 1], got {self.amplitude!r}")

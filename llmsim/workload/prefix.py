@@ -20,9 +20,16 @@ from llmsim.workload.lengths import LENGTHS, Fixed, LengthDist
 PREFIXES: Registry[object] = Registry("prefix model")
 
 
-def _count(name: str, value: object, low: int) -> None:
+MAX_GROUPS = 1_000_000  # groups and sessions: their popularity weights and state are kept in arrays
+MAX_TOKENS = 1_000_000_000  # a system prompt beyond any model's context (lengths are int64 arrays)
+
+
+def _count(name: str, value: object, low: int, high: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name!r} must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name!r} must be at most {high:,}, got {value!r}")
+
 
 
 def _skew(value: object) -> None:
@@ -67,8 +74,9 @@ class _SystemPrompts:
         weights = np.arange(1, self.groups + 1, dtype=np.float64) ** -self.skew
         return rng.choice(self.groups, size=n, p=weights / weights.sum())
 
-    def ids(self, group: int) -> list[int]:
-        return list(range(group * self.blocks, (group + 1) * self.blocks))
+    def ids(self, group: int, limit: float = math.inf) -> list[int]:
+        """The group's block ids, the first ``limit`` of them (ids past the model's context are cut anyway)."""
+        return list(range(group * self.blocks, group * self.blocks + int(min(self.blocks, limit))))
 
 
 @PREFIXES.register("shared_system_prompt")
@@ -85,18 +93,20 @@ class SharedSystemPrompt:
     skew: float = 0.0
 
     def __post_init__(self) -> None:
-        _count("groups", self.groups, 1)
-        _count("tokens", self.tokens, 1)
+        _count("groups", self.groups, 1, MAX_GROUPS)
+        _count("tokens", self.tokens, 1, MAX_TOKENS)
         _skew(self.skew)
 
     def start(self, chunk: int, max_context: int | None) -> _SharedState:
-        return _SharedState(_SystemPrompts(self.groups, self.tokens, self.skew, chunk))
+        return _SharedState(_SystemPrompts(self.groups, self.tokens, self.skew, chunk), max_context)
 
 
 class _SharedState:
-    def __init__(self, prompts: _SystemPrompts) -> None:
+    def __init__(self, prompts: _SystemPrompts, max_context: int | None = None) -> None:
         self.prompts = prompts
         self.ids = _Ids(prompts.groups * prompts.blocks)
+        # a prompt is cut to the context later: no ids past it (a huge system prompt stays cheap)
+        self.limit = -(-max_context // prompts.chunk) if max_context else math.inf
 
     def apply(self, user: np.ndarray, output: np.ndarray, rng: np.random.Generator):
         """Full prompt lengths, prefix hashes and session ids (None) for one chunk of requests."""
@@ -105,8 +115,9 @@ class _SharedState:
         inputs = user + p.tokens
         hashes = []
         for g, total in zip(groups.tolist(), inputs.tolist(), strict=True):
-            own = -(-total // p.chunk) - p.blocks
-            hashes.append(tuple(p.ids(g) + self.ids.take(own)))
+            shared = p.ids(g, self.limit)
+            own = int(min(-(-total // p.chunk), self.limit)) - len(shared)
+            hashes.append(tuple(shared + self.ids.take(own)))
         return inputs, hashes, [None] * len(user)
 
 
@@ -131,9 +142,9 @@ class MultiTurn:
     _turns: LengthDist = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _count("sessions", self.sessions, 1)
-        _count("system_tokens", self.system_tokens, 0)
-        _count("groups", self.groups, 1)
+        _count("sessions", self.sessions, 1, MAX_GROUPS)
+        _count("system_tokens", self.system_tokens, 0, MAX_TOKENS)
+        _count("groups", self.groups, 1, MAX_GROUPS)
         _skew(self.skew)
         if isinstance(self.turns, dict):
             try:
@@ -171,7 +182,9 @@ class _MultiTurnState:
         self.next_session = 0
 
     def _new(self, group: int, turns: int) -> _Conversation:
-        conv = _Conversation(self.next_session, self.prompts.tokens, self.prompts.ids(group), turns)
+        chunk, ctx = self.prompts.chunk, self.max_context
+        limit = -(-int(ctx) // chunk) if ctx < math.inf else math.inf  # ids past the context are cut anyway
+        conv = _Conversation(self.next_session, self.prompts.tokens, self.prompts.ids(group, limit), turns)
         self.next_session += 1
         return conv
 
@@ -188,7 +201,7 @@ class _MultiTurnState:
                 conv = self.open[slot] = self._new(groups[i], turns[i])
             prompt = conv.tokens + u
             kept = conv.block_ids[: prompt // chunk]
-            ids = kept + self.ids.take(-(-prompt // chunk) - len(kept))
+            ids = kept + self.ids.take(-(-int(min(prompt, self.max_context)) // chunk) - len(kept))
             # the prompt's last partial block gets this turn's output appended, so it changes: new id
             conv.block_ids = ids[: prompt // chunk] + self.ids.take((prompt + o) // chunk - prompt // chunk)
             conv.tokens, conv.turns_left = prompt + o, conv.turns_left - 1

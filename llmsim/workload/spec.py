@@ -263,7 +263,8 @@ def _int(value: object, where: str, low: int) -> int:
 
 
 def _float(value: object, where: str, low: float, high: float, open_low: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and low <= value <= high)
     if not ok or (open_low and value == low):
         bound = f"> {low}" if open_low else f">= {low}"
         raise ConfigError(f"{where}: expected a number {bound} and <= {high}, got {value!r}")

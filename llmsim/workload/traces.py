@@ -187,23 +187,54 @@ def load_trace(
     from llmsim.workload import trace_formats  # noqa: F401  (registers the loaders)
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
-    try:
-        fmt = trace_formats.detect_format(path) if format == "auto" else format
-        loader = TRACE_FORMATS.get(fmt)
-        _check_options(loader, path, fmt, options)
-        trace = loader(path, strict, **options)
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
-    except csv.Error as exc:
-        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
+    _check_replay_options(path, start_s=start_s, end_s=end_s, speed=speed, sample=sample,
+                          max_requests=max_requests, spread_s=spread_s, seed=seed, strict=strict)
+    trace = _read(path, format, strict, options)
     rng = np.random.default_rng(seed)
     trace = _order_and_rebase(trace)
     trace = _spread(trace, spread_s, rng)
     trace = _window(trace, start_s, end_s)
     trace = _sample(trace, sample, max_requests, rng)
     return _speed(trace, speed)
+
+
+def _read(path: Path, format: str, strict: bool, options: dict) -> TraceData:
+    """The file through its format's loader; a binary or non-CSV file is a ConfigError naming it."""
+    from llmsim.workload import trace_formats
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: {'is a directory, not a trace file' if path.is_dir() else 'trace file not found'}")
+    try:
+        fmt = trace_formats.detect_format(path) if format == "auto" else format
+        loader = TRACE_FORMATS.get(fmt)
+        _check_options(loader, path, fmt, options)
+        return loader(path, strict, **options)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text: not a trace file (CSV or JSON lines)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: not readable as CSV ({exc})") from None
+
+
+def _check_replay_options(path: Path, **opts: object) -> None:
+    """Types and ranges of the replay options, each named (the loaders' own options check themselves)."""
+    def number(v: object) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    rules = {
+        "start_s": (lambda v: v is None or (number(v) and v >= 0), "a finite number >= 0"),
+        "end_s": (lambda v: v is None or (number(v) and v > 0), "a finite number > 0"),
+        "speed": (lambda v: number(v) and v > 0, "a finite number > 0"),
+        "sample": (lambda v: v is None or (number(v) and 0 < v <= 1), "a fraction in (0, 1]"),
+        "max_requests": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                         "an integer >= 1"),
+        "spread_s": (lambda v: v is None or (number(v) and v > 0), "a finite number > 0"),
+        "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+        "strict": (lambda v: isinstance(v, bool), "true or false"),
+    }
+    for name, value in opts.items():
+        ok, what = rules[name]
+        if not ok(value):
+            raise ConfigError(f"{path}: {name}: expected {what}, got {value!r}")
 
 
 def _check_options(loader, path: Path, fmt: str, options: dict) -> None:

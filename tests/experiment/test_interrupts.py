@@ -29,16 +29,22 @@ SWEEP = {  # 8 points of a few seconds each: long enough to interrupt in the mid
 }
 
 
-def _start(tmp_path, jobs: int) -> tuple[subprocess.Popen, object]:
+LAUNCH = "import multiprocessing, sys; multiprocessing.set_start_method({!r}); from llmsim.cli import main; " \
+         "sys.exit(main(sys.argv[1:]))"
+
+
+def _start(tmp_path, jobs: int, *extra: str, method: str = "fork") -> tuple[subprocess.Popen, object]:
+    """Start a run and wait until its points are running (for Dask: its cluster has started)."""
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(SWEEP))
     out = tmp_path / "res"
-    proc = subprocess.Popen([sys.executable, "-m", "llmsim.cli", "run", str(path), "--out", str(out), "--jobs",
-                             str(jobs), "--no-plots"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH.format(method), "run", str(path), "--out", str(out),
+                             "--jobs", str(jobs), "--no-plots", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,  # its own process group, as a shell job has
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
-    while "to run" not in _text(out / "run.log"):  # preflight done, points started
+    ready = "Dask cluster of" if "dask" in extra else "to run"
+    while ready not in _text(out / "run.log"):  # preflight done, points started
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
         time.sleep(0.1)
     time.sleep(1.0)
@@ -67,15 +73,18 @@ def _group(pgid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_stops_at_once_and_says_how_to_resume(tmp_path, jobs):
-    proc, out = _start(tmp_path, jobs)
+@pytest.mark.parametrize(("jobs", "extra", "within_s"), [(1, (), 5.0), (2, (), 5.0),
+                                                         (2, ("--executor", "dask"), 15.0)])
+def test_ctrl_c_stops_at_once_and_says_how_to_resume(tmp_path, jobs, extra, within_s):
+    if extra:
+        pytest.importorskip("distributed")
+    proc, out = _start(tmp_path, jobs, *extra)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
     t0 = time.monotonic()
-    _, err = proc.communicate(timeout=30)
-    assert time.monotonic() - t0 < 5.0
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < within_s  # Dask closes its cluster, killing busy workers after 4 s
     assert proc.returncode == 130
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "WARNING" not in err
     last = err.replace("\r", "\n").strip().splitlines()[-1]
     done = len(list((out / "points").glob("*/summary.json")))
     assert last == (f"interrupted: {done} of 8 points are done and kept in {out}/; run the same command again "
@@ -86,12 +95,17 @@ def test_ctrl_c_stops_at_once_and_says_how_to_resume(tmp_path, jobs):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_die_with_a_killed_parent(tmp_path):
-    proc, _ = _start(tmp_path, 2)
+@pytest.mark.parametrize("method", ["fork", "forkserver"])  # forkserver: the workers' parent is a helper
+def test_workers_die_with_a_killed_parent(tmp_path, method):
+    """Each of the two mechanisms (kernel signal, watcher thread) suffices under fork; forkserver needs the
+    watcher's check on the main process."""
+    proc, _ = _start(tmp_path, 2, method=method)
     workers = [p for p in _group(proc.pid) if p != proc.pid]
-    assert len(workers) == 2
+    assert len(workers) >= 2
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=10)
+    proc.wait(timeout=10)  # not communicate(): survivors would hold its pipes open
+    proc.stdout.close()
+    proc.stderr.close()
     deadline = time.monotonic() + 5.0
     while _group(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)

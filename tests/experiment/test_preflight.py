@@ -55,6 +55,8 @@ def test_a_late_sweep_point_that_does_not_fit_fails_before_any_point_runs(tmp_pa
     ({"hardware": "a100-sxm-80gb", "precision": "fp8"}, r"precision: hardware a100-sxm-80gb has no fp8 peak"),
     ({"kv_dtype": "fp9"}, r"precision: kv_dtype: unknown 'fp9'"),
     ({"model": "gpt-9"}, r"model: unknown model 'gpt-9'"),
+    ({"slo": {"ttft_s": float("inf")}}, r"slo\.ttft_s: input should be a finite number, got inf"),
+    ({"frontend_overhead_s": float("nan")}, r"frontend_overhead_s: input should be a finite number, got nan"),
     ({"stop": {"num_requests": 30, "warmup_requests": 30}},
      r"stop\.warmup_requests: 30 leaves none of the 30 requests to summarise"),
     ({"stop": {"duration_s": 10, "warmup_s": 12}}, r"stop\.warmup_s: 12\.0 leaves none of the 10\.0 s run"),

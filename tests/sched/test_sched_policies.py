@@ -224,6 +224,10 @@ def test_config_errors_name_the_field():
     ({"kind": "vllm", "mode": "v0", "cuda_graph": "yes"}, '"cuda_graph" must be true or false'),
     ({"kind": "vllm", "max_capture_size": -8}, '"max_capture_size" must be a positive integer'),
     ({"kind": "fastserve", "num_levels": True}, '"num_levels" must be a positive integer, got True'),
+    ({"kind": "vllm", "max_num_batched_tokens": 0}, '"max_num_batched_tokens" must be a positive integer, got 0'),
+    ({"kind": "vllm", "max_capture_size": 0}, '"max_capture_size" must be a positive integer, got 0'),
+    ({"kind": "orca", "max_num_batched_tokens": 0}, '"max_num_batched_tokens" must be a positive integer'),
+    ({"kind": "sjf", "max_num_batched_tokens": []}, '"max_num_batched_tokens" must be a positive integer'),
 ])
 def test_bad_policy_values_are_named(block, message):
     with pytest.raises(ConfigError, match=f"^x.yaml: scheduler: {message}"):

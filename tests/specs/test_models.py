@@ -140,3 +140,8 @@ def test_explicit_head_dim_need_not_divide_hidden(tmp_path):
     m = load_hf_config(_write(tmp_path, {**LLAMA_TINY, "num_attention_heads": 40, "num_key_value_heads": 8,
                                          "head_dim": 128}))
     assert (m.num_heads, m.head_dim, m.q_size) == (40, 128, 5120)
+
+
+def test_a_window_as_long_as_the_context_is_no_window(tmp_path):
+    assert load_hf_config(_write(tmp_path, {**LLAMA_TINY, "sliding_window": 10**30})).sliding_window is None
+    assert load_hf_config(_write(tmp_path, {**LLAMA_TINY, "sliding_window": 1024})).sliding_window == 1024

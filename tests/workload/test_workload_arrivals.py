@@ -133,6 +133,8 @@ def test_closed_loop_is_a_description():
         ({"kind": "diurnal", "mean_rate_per_s": 1, "amplitude": 2}, "'amplitude' must be in [0, 1]"),
         ({"kind": "closed_loop", "users": 0}, "'users' must be an integer >= 1"),
         ({"kind": "diurnal", "mean_rate_per_s": 1, "peak_s": float("nan")}, "'peak_s' must be a number >= 0"),
+        ({"kind": "gamma", "rate_per_s": 1, "cv": 1e308}, "'cv' must be <= 100, got 1e+308"),
+        ({"kind": "gamma", "rate_per_s": 1, "shape": 1e-300}, "'shape' must be >= 1e-4"),
     ],
 )
 def test_bad_blocks_name_the_field(block, fragment):

@@ -135,6 +135,10 @@ def test_bad_blocks_name_the_field(block, fragment):
     assert fragment in str(err.value)
 
 
-def test_gamma_cv_too_large_to_sample_is_refused():
-    with pytest.raises(ConfigError, match=r"^w: input_len: 'cv' must be <= 100, got 1e\+308"):
-        LENGTHS.build({"kind": "gamma", "mean": 100, "cv": 1e308}, where="w: input_len")
+@pytest.mark.parametrize(("block", "message"), [
+    ({"kind": "gamma", "mean": 100, "cv": 1e308}, r"'cv' must be <= 100, got 1e\+308"),
+    ({"kind": "lognormal", "mean": 100, "sigma": 1e308}, r"'sigma' must be <= 10, got 1e\+308"),
+])
+def test_spreads_too_large_to_sample_are_refused(block, message):
+    with pytest.raises(ConfigError, match=rf"^w: input_len: {message}"):
+        LENGTHS.build(block, where="w: input_len")

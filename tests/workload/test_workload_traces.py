@@ -175,8 +175,13 @@ def test_spread_ties(fixture_path):
     [
         ({"format": "parquet"}, "unknown trace format 'parquet'"),
         ({"end_s": 1.0, "start_s": 2.0}, "must be greater than start_s"),
-        ({"speed": 0.0}, "speed must be > 0"),
-        ({"sample": 1.5}, "sample must be a fraction"),
+        ({"speed": 0.0}, "speed: expected a finite number > 0, got 0.0"),
+        ({"sample": 1.5}, "sample: expected a fraction in (0, 1], got 1.5"),
+        ({"max_requests": float("nan")}, "max_requests: expected an integer >= 1, got nan"),
+        ({"spread_s": float("inf")}, "spread_s: expected a finite number > 0, got inf"),
+        ({"seed": -1}, "seed: expected an integer >= 0, got -1"),
+        ({"strict": "yes"}, "strict: expected true or false, got 'yes'"),
+        ({"start_s": -5}, "start_s: expected a finite number >= 0, got -5"),
         ({"colums": {}}, "unknown option(s) colums for trace format 'azure'"),
     ],
 )
