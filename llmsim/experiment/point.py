@@ -76,7 +76,8 @@ def preflight(point: Point) -> list[str]:
     kv = {"kind": runtime.kv_kind or default_kv_kind(runtime.scheduler_block), **(cfg.kv or {})}
     _check_sim_kv(kv, where)
     dep = _at(where, "layout", deployment, model, hardware, layout, precision, dict(cfg.scheduler),
-              {**kv, "gpu_memory_utilization": cfg.memory.gpu_memory_utilization}, cfg.max_model_len,
+              {**kv, "gpu_memory_utilization": cfg.memory.gpu_memory_utilization,
+               "reserved_bytes": cfg.memory.reserved_bytes}, cfg.max_model_len,
               cost_model, engine)
     KV_MANAGERS.build(dep.kv_block, where=f"{where}: kv",
                       **{k: v for k, v in dep.kv_defaults.items() if k not in dep.kv_block})
@@ -170,7 +171,8 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
         max_time = cfg.stop.duration_s
-    kv = {**(cfg.kv or {}), "gpu_memory_utilization": cfg.memory.gpu_memory_utilization}
+    kv = {**(cfg.kv or {}), "gpu_memory_utilization": cfg.memory.gpu_memory_utilization,
+          "reserved_bytes": cfg.memory.reserved_bytes}
     result = simulate(stream, model=model, hardware=hardware, layout=layout, precision=precision,
                       scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
                       frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,

@@ -11,7 +11,7 @@ from typing import Any
 from llmsim.errors import ConfigError
 from llmsim.specs import HardwareSpec, Link, ModelSpec, ParallelLayout, Precision, load_hardware, load_model
 
-SIM_KV_KEYS = ("gpu_memory_utilization", "swap_space_gb", "num_blocks")
+SIM_KV_KEYS = ("gpu_memory_utilization", "swap_space_gb", "num_blocks", "reserved_bytes")
 GIB = float(1 << 30)
 
 
@@ -70,8 +70,10 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     budget = sched_block.get("max_num_batched_tokens") or sched_block.get("chunk_size") or 8192
     seqs = sched_block.get("max_num_seqs") or sched_block.get("max_batch_size") or 256
     util = float(sim_kv.get("gpu_memory_utilization", runtime.gpu_memory_utilization))
+    reserved = {"reserved_bytes": float(sim_kv["reserved_bytes"])} if sim_kv.get("reserved_bytes") is not None else {}
     plan = plan_memory(model, hardware, layout, precision, gpu_memory_utilization=util,
-                       max_num_batched_tokens=int(budget), max_num_seqs=int(seqs), block_size=block_size)
+                       max_num_batched_tokens=int(budget), max_num_seqs=int(seqs), block_size=block_size,
+                       **reserved)
     num_blocks = int(sim_kv.get("num_blocks", plan.num_blocks))
     if num_blocks < 1:
         raise ConfigError(f"kv.num_blocks: must be >= 1, got {num_blocks}")

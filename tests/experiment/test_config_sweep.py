@@ -94,3 +94,15 @@ def test_percentile_slo_reaches_the_summary(tmp_path):
     assert row["slo_itl_p99_s"] == 10.0 and row["itl_p99_s"] > 0 and row["ttft_p90_s"] > 1e-9
     assert not row["slo_percentiles_met"] and not row["slo_met"]  # no TTFT p90 is under a nanosecond
     assert row["num_warmup"] == 6 and row["num_cooldown"] == 4 and row["num_requests"] == 50
+
+
+def test_memory_reserved_bytes_reaches_the_kv_capacity():
+    import llmsim
+
+    base = {"model": "llama-3.1-8b", "hardware": "h100-sxm", "workload": {
+        "arrival": {"kind": "poisson", "rate_per_s": 1.0}, "input_len": {"kind": "fixed", "value": 64},
+        "output_len": {"kind": "fixed", "value": 4}}, "stop": {"num_requests": 5}}
+    small = llmsim.run(base).summary.iloc[0]["num_blocks_per_replica"]
+    reserved = llmsim.run({**base, "memory": {"reserved_bytes": 20e9}}).summary.iloc[0]["num_blocks_per_replica"]
+    # 20 GB more reserved (vs the 1 GiB default) leaves (20e9 - 2**30) / (128 KiB x 16) fewer blocks
+    assert small - reserved == pytest.approx((20e9 - 2**30) / (131072 * 16), abs=1)
