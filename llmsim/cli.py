@@ -81,6 +81,10 @@ def _print_estimate(e) -> None:
         f"  KV capacity        {m.kv_capacity_tokens:,} tokens ({m.num_blocks:,} blocks of {m.block_size})",
         f"  fits               {'yes' if m.fits else 'NO'} (max batch size {m.max_batch_size} at this length)",
     ]
+    if e.evidence:
+        ev = e.evidence
+        lines.append(f"  evidence           {ev['interpolated']:.0%} of kernel time interpolated between measured "
+                     f"kernels, {ev['extrapolated']:.0%} extrapolated, {ev['roofline']:.0%} roofline only")
     print("\n".join(lines))
 
 

@@ -43,7 +43,7 @@ def brute_force_pairs(s, c, tq, tk):
     return sum(math.ceil((c + min((i + 1) * tq, s)) / tk) for i in range(nq)), nq
 
 
-@pytest.mark.parametrize(("s", "c"), [(1024, 0), (1000, 0), (1000, 256), (17, 0), (4096, 8192)])
+@pytest.mark.parametrize(("s", "c"), [(1024, 0), (1000, 0), (1000, 256), (300, 77), (17, 0), (4096, 8192)])
 def test_causal_tile_pairs_against_brute_force(s, c):
     assert causal_tile_pairs(s, c, 128, 128) == brute_force_pairs(s, c, 128, 128)
 
