@@ -112,10 +112,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_hardware(args: argparse.Namespace) -> int:
     from llmsim.specs import hardware_names, load_hardware
 
-    print(f"{'name':<16}{'bf16 TFLOP/s':>13}{'HBM GB':>8}{'HBM TB/s':>9}{'$/h':>7}  calibrated")
-    for name in hardware_names():
+    names = hardware_names()
+    width = max([16, *(len(n) + 2 for n in names)])
+    print(f"{'name':<{width}}{'bf16 TFLOP/s':>13}{'HBM GB':>8}{'HBM TB/s':>9}{'$/h':>7}  calibrated")
+    for name in names:
         hw = load_hardware(name)
-        print(f"{name:<16}{hw.peak_flops('bf16') / 1e12:>13.1f}{hw.hbm_bytes / 1e9:>8.1f}"
+        print(f"{name:<{width}}{hw.peak_flops('bf16') / 1e12:>13.1f}{hw.hbm_bytes / 1e9:>8.1f}"
               f"{hw.hbm_bytes_per_s / 1e12:>9.2f}{hw.price_per_hour_usd:>7.2f}  {'yes' if hw.calibration else 'no'}")
     return 0
 
