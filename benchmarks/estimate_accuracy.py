@@ -4,7 +4,10 @@ Reads ../shared/data/reference/measured_points.csv (Splitwise profiling DB, Tens
 tables), predicts each point with the analytical estimate and prints the median and worst relative error
 per source and per metric. Run from the repository root:
 
-    python benchmarks/estimate_accuracy.py [--csv PATH] [--rows] [--hardware-dir DIR]
+    python benchmarks/estimate_accuracy.py [--csv PATH] [--rows] [--hardware-dir DIR] [--calibrated]
+
+``--calibrated`` uses the kernel-calibrated profiles (``h100-sxm-calibrated``, ``a100-sxm-80gb-calibrated``,
+fitted on AIC kernel timings only: their CPU-side overheads are the uncalibrated profiles').
 
 How each metric maps to the estimate (one static batch of ``batch`` prompts):
   prefill_latency_batch, first_token_latency, mean_first_token_latency -> prefill_s
@@ -31,8 +34,11 @@ DEFAULT_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "
 GPU_PROFILE = {"A100": "a100-sxm-80gb", "H100": "h100-sxm"}
 
 
+SUFFIX = {"name": ""}
+
+
 def _profile(gpu: str) -> str:
-    return next(v for k, v in GPU_PROFILE.items() if gpu.startswith(k))
+    return next(v for k, v in GPU_PROFILE.items() if gpu.startswith(k)) + SUFFIX["name"]
 
 
 def _precision(text: str) -> Precision:
@@ -100,7 +106,10 @@ def main() -> int:
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--rows", action="store_true", help="print every point")
     parser.add_argument("--hardware-dir", help="look hardware profiles up here first")
+    parser.add_argument("--calibrated", action="store_true", help="use the <profile>-calibrated profiles")
     args = parser.parse_args()
+    if args.calibrated:
+        SUFFIX["name"] = "-calibrated"
     if args.hardware_dir:
         os.environ["LLMSIM_HARDWARE_PATH"] = args.hardware_dir
     if not args.csv.is_file():

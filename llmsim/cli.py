@@ -127,6 +127,10 @@ def _print_estimate(e) -> None:
         f"  KV capacity        {m.kv_capacity_tokens:,} tokens ({m.num_blocks:,} blocks of {m.block_size})",
         f"  fits               {'yes' if m.fits else 'NO'} (max batch size {m.max_batch_size} at this length)",
     ]
+    if e.evidence:
+        ev = e.evidence
+        lines.append(f"  evidence           {ev['interpolated']:.0%} of kernel time interpolated between measured "
+                     f"kernels, {ev['extrapolated']:.0%} extrapolated, {ev['roofline']:.0%} roofline only")
     print("\n".join(lines))
 
 
@@ -154,10 +158,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_hardware(args: argparse.Namespace) -> int:
     from llmsim.specs import hardware_names, load_hardware
 
-    print(f"{'name':<16}{'bf16 TFLOP/s':>13}{'HBM GB':>8}{'HBM TB/s':>9}{'$/h':>7}  calibrated")
-    for name in hardware_names():
+    names = hardware_names()
+    width = max([16, *(len(n) + 2 for n in names)])
+    print(f"{'name':<{width}}{'bf16 TFLOP/s':>13}{'HBM GB':>8}{'HBM TB/s':>9}{'$/h':>7}  calibrated")
+    for name in names:
         hw = load_hardware(name)
-        print(f"{name:<16}{hw.peak_flops('bf16') / 1e12:>13.1f}{hw.hbm_bytes / 1e9:>8.1f}"
+        print(f"{name:<{width}}{hw.peak_flops('bf16') / 1e12:>13.1f}{hw.hbm_bytes / 1e9:>8.1f}"
               f"{hw.hbm_bytes_per_s / 1e12:>9.2f}{hw.price_per_hour_usd:>7.2f}  {'yes' if hw.calibration else 'no'}")
     return 0
 

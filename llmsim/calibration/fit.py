@@ -238,6 +238,7 @@ class Prediction:
     before_s: float
     after_s: float
     source: str
+    dtype: str = ""
 
 
 def predict(held: list[Measurement], before: HardwareSpec, after: HardwareSpec,
@@ -253,7 +254,7 @@ def predict(held: list[Measurement], before: HardwareSpec, after: HardwareSpec,
         extra_before = companion_s(m, roof.kernels)
         after_s = float(t.total_s if with_launch else t.total_s - t.launch_s) + extra_after
         before_s = float(r.total_s if with_launch else r.total_s - r.launch_s) + extra_before
-        out.append(Prediction(m.case.op_class, m.case.kind, m.median_s, before_s, after_s, t.source))
+        out.append(Prediction(m.case.op_class, m.case.kind, m.median_s, before_s, after_s, t.source, m.case.dtype))
     return out
 
 

@@ -98,8 +98,13 @@ def predict(rows: list[dict], model, hardware, dtype: str) -> pd.DataFrame:
             [0 if r["kind"] == "prefill" else r["length"]] * r["batch"])})
         out.append({**r, "predicted_s": c.total_s - c.overhead_s, "sources": "+".join(sources)})
     df = pd.DataFrame(out)
-    df["rel_err"] = (df["predicted_s"] - df["measured_s"]) / df["measured_s"]
+    df["rel_err"] = relative_error(df["predicted_s"], df["measured_s"])
     return df
+
+
+def relative_error(predicted, measured):
+    """(predicted - measured) / measured: positive when the cost model is slower than the real run."""
+    return (predicted - measured) / measured
 
 
 def report(df: pd.DataFrame, env: dict, model_name: str, hardware_name: str) -> str:

@@ -248,8 +248,10 @@ class CalibratedTimer:
         key = (int(hidden), int(ffn), int(experts), int(topk), int(ep))
         curve = curves.get(key)
         exact = curve is not None
-        if not exact:
-            curve = _nearest(key, list(curves.items()))
+        if not exact:  # the nearest layout, among those with the same expert parallelism when there are any:
+            # how unevenly tokens land on the busiest GPU depends on ep more than on the layer's sizes
+            same_ep = [(k, c) for k, c in curves.items() if k[4] == key[4]]
+            curve = _nearest(key, same_ep or list(curves.items()))
         x = math.log(max(float(tokens), 1.0))
         return curve.at(x), exact and curve.inside(x)
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from llmsim.cost.evidence import evidence_fractions, weighted_fractions
 from llmsim.cost.memory import MemoryPlan, plan_memory
 from llmsim.cost.step import CostModel, OpCost
 from llmsim.errors import ConfigError
@@ -58,6 +59,7 @@ class Estimate:
     prefill_mfu: float
     decode_mbu: float
     memory: MemoryReport
+    evidence: dict[str, float] | None = None  # share of kernel time by source (llmsim.cost.evidence)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +110,10 @@ def estimate(model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout | 
     first = cm.step_time([1] * batch_size, [input_len] * batch_size)
     peak = hardware.peak_flops(prec.compute) * gpus
     mid = float(steps[len(steps) // 2]) if len(steps) else 0.0
+    mid_ctx = [input_len + max(0, output_len - 1) // 2] * batch_size
+    evidence = weighted_fractions([
+        (evidence_fractions(cm.operator_costs([input_len] * batch_size, [0] * batch_size)), prefill.total_s),
+        (evidence_fractions(cm.operator_costs([1] * batch_size, mid_ctx)), decode_total)])
     return Estimate(
         model=model.name, hardware=hardware.name, tp=layout.tp, pp=layout.pp, precision=prec.name,
         kv_dtype=prec.kv_dtype, batch_size=batch_size, input_len=input_len, output_len=output_len,
@@ -124,6 +130,7 @@ def estimate(model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout | 
         prefill_mfu=prefill.flops / (prefill.total_s * peak),
         decode_mbu=first.hbm_bytes / (first.total_s * hardware.hbm_bytes_per_s * gpus),
         memory=_memory_report(model, plan, prec, batch_size, input_len + output_len),
+        evidence=evidence,
     )
 
 

@@ -132,13 +132,32 @@ class KernelModel:
                 where = f"calibration.physics.{cls}.{label}"
                 self.fitted[(cls, str(label))] = Physics.from_mapping(data, where, self.defaults[cls])
         self._peak_cache: dict[str, float] = {}
+        self._physics_cache: dict[tuple[str, str], tuple[Physics, bool]] = {}
+        self._util_cache: dict[tuple[float, float, float, float], float] = {}
+        self._methods = {cls: getattr(self, cls) for cls in self.defaults}
 
     def physics(self, cls: str, label: str) -> tuple[Physics, bool]:
         """Constants for (class, dtype label) and whether they were fitted (fp16 stands in for bf16)."""
-        for key in (label, {"bf16": "fp16", "fp16": "bf16"}.get(label, "")):
-            if (cls, key) in self.fitted:
-                return self.fitted[(cls, key)], True
-        return self.defaults[cls], False
+        key = (cls, label)
+        hit = self._physics_cache.get(key)
+        if hit is None:
+            hit = self.defaults[cls], False
+            for name in (label, {"bf16": "fp16", "fp16": "bf16"}.get(label, "")):
+                if (cls, name) in self.fitted:
+                    hit = self.fitted[(cls, name)], True
+                    break
+            self._physics_cache[key] = hit
+        return hit
+
+    def utilisation(self, m: float, n: float, k: float, tile_m: float) -> float:
+        """``wave_utilisation`` on this GPU, memoised (a model's GEMMs repeat their shapes every step)."""
+        key = (m, n, k, tile_m)
+        util = self._util_cache.get(key)
+        if util is None:
+            if len(self._util_cache) > 65536:
+                self._util_cache.clear()
+            util = self._util_cache[key] = wave_utilisation(m, n, k, self.sms, tile_m, self.terms.gemm_tile_n)
+        return util
 
     def peak(self, dtype: str) -> float:
         if dtype not in self._peak_cache:
@@ -153,8 +172,7 @@ class KernelModel:
     # --- per class ----------------------------------------------------------------------------------
     def gemm(self, op: Operator, p: Physics) -> tuple[float, float, float]:
         m, n, k = op.shape
-        util = wave_utilisation(float(m), float(n), float(k), self.sms, self.terms.gemm_tile_m,
-                                self.terms.gemm_tile_n)
+        util = self.utilisation(float(m), float(n), float(k), self.terms.gemm_tile_m)
         compute = float(op.flops) / (self.peak(op.compute_dtype) * p.compute_eff * util)
         return op.kernels * p.fixed_s, compute, float(op.hbm_bytes) / (self.bw * p.memory_eff)
 
@@ -199,7 +217,7 @@ class KernelModel:
         peak = self.peak(op.compute_dtype) * p.compute_eff
         compute = 0.0
         for width, depth in ((up * ffn, hidden), (hidden, ffn)):
-            util = wave_utilisation(blocks * bm, width, depth, self.sms, bm, self.terms.gemm_tile_n)
+            util = self.utilisation(blocks * bm, width, depth, bm)
             compute += 2.0 * blocks * bm * width * depth / (peak * util)
         return op.kernels * p.fixed_s, compute, float(op.hbm_bytes) / (self.bw * p.memory_eff)
 
@@ -211,11 +229,12 @@ class KernelModel:
     def time(self, op: Operator, p: Physics | None = None):
         """(fixed_s, compute_s, memory_s) of ``op`` with constants ``p`` (default: this model's for its dtype)."""
         cls = op.op_class
-        if cls not in self.defaults:
+        method = self._methods.get(cls)
+        if method is None:
             raise ValueError(f"no kernel model for operator class {cls!r}")
         if p is None:
-            p = self.physics(cls, label_of(op))[0]
-        return getattr(self, cls)(op, p)
+            p = self.physics(cls, label_of(op))[0] if self.fitted else self.defaults[cls]
+        return method(op, p)
 
 
 def kernel_seconds(parts) -> float | np.ndarray:

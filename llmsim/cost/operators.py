@@ -155,14 +155,23 @@ def experts_hit(tokens: float, experts: int, topk: int) -> float:
 
 
 def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, ep: int, gated: bool,
-                prec: Precision) -> Operator:
+                prec: Precision, skew: float = 1.0) -> Operator:
     """One MoE layer's expert computation on one GPU (vLLM fused_moe): a grouped gate/up GEMM, the activation
     and a grouped down GEMM over the token-expert pairs routed to this GPU's ``experts / ep`` experts, then the
     top-k weighted sum. ``ffn`` is one expert's intermediate width on this GPU. Reads the weights of every
-    expert hit once (uniform routing); the grouped-GEMM timing is in ``llmsim.cost.kernels``."""
+    expert hit once; the grouped-GEMM timing is in ``llmsim.cost.kernels``.
+
+    Routing is uniform by default. ``skew`` >= 1 is the busiest expert-parallel GPU's load relative to its
+    uniform share (the GPU whose time the layer waits for; AIC's power-law rows measure that rank): it gets
+    ``skew`` times the routed pairs (at most all of them) and its experts are picked ``skew`` times as often.
+    With ``ep`` 1 every expert is local and the total work does not depend on the skew."""
+    if skew < 1:
+        raise ValueError("skew: must be >= 1 (1 = uniform routing)")
     up = 2 if gated else 1
-    routed = tokens * topk / ep
-    hit = experts_hit(tokens, experts, topk) / ep
+    share = min(skew, float(ep)) if ep > 1 else 1.0
+    routed = tokens * topk / ep * share
+    pick = min(1.0, share * topk / experts)  # chance that a token picks a given local expert
+    hit = experts / ep * (1.0 - (1.0 - pick) ** tokens)
     act = prec.act_bytes
     weights = hit * (up + 1) * hidden * ffn * prec.weight_bytes
     # per pair: gather x (h), write up (up*f), activation reads up*f writes f, down reads f writes h; sum reads h

@@ -154,3 +154,28 @@ def test_missing_column_in_an_aic_table(tmp_path):
 def test_import_needs_hardware(tmp_path, capsys):
     assert main(["calibrate", "--import", "aic", str(tmp_path), "--out", str(tmp_path / "x.yaml")]) == 2
     assert "--import needs --hardware" in capsys.readouterr().err
+
+
+def test_a_few_impossible_rows_in_a_large_file_are_skipped_with_a_note(tmp_path):
+    good = [f"gemm,bf16,{m},4096,4096,{5e-6 + 2 * 4096 * 4096 / 3e12:.6g}\n" for m in range(1, 201)]
+    path = tmp_path / "k.csv"
+    path.write_text("op_class,dtype,m,n,k,time_s\n" + "".join(good) + "gemm,bf16,8192,8192,8192,1e-7\n")
+    imp = load_imports([("csv", str(path))], load_hardware("h100-sxm"))
+    assert len(imp.measurements) == 200
+    assert "1 of 201 rows skipped" in imp.notes[0] and "line 202" in imp.notes[0]
+    path.write_text("op_class,dtype,m,n,k,time_s\n" + "".join(good[:5]) + "gemm,bf16,8192,8192,8192,1e-7\n")
+    with pytest.raises(ConfigError, match="line 7: column 'time_s'"):
+        load_imports([("csv", str(path))], load_hardware("h100-sxm"))
+
+
+def test_plain_csv_launch_and_companion_kernels(tmp_path):
+    path = tmp_path / "k.csv"
+    path.write_text("op_class,dtype,m,n,k,time_us,launch_included,includes\n"
+                    "gemm,fp8,1,4096,4096,30,1,quant\n"
+                    "gemm,bf16,1,4096,4096,30,0,\n")
+    a, b = load_imports([("csv", str(path))], load_hardware("h100-sxm")).measurements
+    assert a.median_s == pytest.approx(30e-6 - 5.2e-6) and a.includes == ("quant",)  # h100-sxm launch gap 5.2 us
+    assert b.median_s == pytest.approx(30e-6) and b.includes == ()
+    path.write_text("op_class,dtype,m,n,k,time_us,includes\ngemm,fp8,1,4096,4096,30,rmsnorm\n")
+    with pytest.raises(ConfigError, match="line 2: column 'includes': expected ;-separated kv_cache_write, quant"):
+        load_imports([("csv", str(path))], load_hardware("h100-sxm"))

@@ -43,7 +43,7 @@ def brute_force_pairs(s, c, tq, tk):
     return sum(math.ceil((c + min((i + 1) * tq, s)) / tk) for i in range(nq)), nq
 
 
-@pytest.mark.parametrize(("s", "c"), [(1024, 0), (1000, 0), (1000, 256), (17, 0), (4096, 8192)])
+@pytest.mark.parametrize(("s", "c"), [(1024, 0), (1000, 0), (1000, 256), (300, 77), (17, 0), (4096, 8192)])
 def test_causal_tile_pairs_against_brute_force(s, c):
     assert causal_tile_pairs(s, c, 128, 128) == brute_force_pairs(s, c, 128, 128)
 
@@ -131,3 +131,15 @@ def test_pcie_only_two_ranks_use_the_custom_kernel(test_hw):
 
 def test_kernel_seconds_is_fixed_plus_the_slower_side():
     assert kernel_seconds((1.0, 2.0, 3.0)) == 4.0
+
+
+def test_moe_routing_skew_loads_the_busiest_expert_parallel_gpu():
+    from llmsim.cost.operators import moe_experts
+
+    uniform = moe_experts(4096, 4096, 14336, 8, 2, 4, True, BF16)
+    skewed = moe_experts(4096, 4096, 14336, 8, 2, 4, True, BF16, skew=2.0)
+    assert uniform.flops == 2 * (4096 * 2 / 4) * 4096 * 14336 * 3  # uniform: a quarter of the 8192 pairs
+    assert skewed.flops == 2 * uniform.flops  # the busiest of 4 GPUs gets twice its share
+    assert moe_experts(4096, 4096, 14336, 8, 2, 1, True, BF16, skew=3.0).flops == 2 * 8192 * 4096 * 14336 * 3
+    with pytest.raises(ValueError, match="skew"):
+        moe_experts(16, 4096, 14336, 8, 2, 4, True, BF16, skew=0.5)

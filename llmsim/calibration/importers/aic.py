@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from llmsim.calibration.importers.base import IMPORTERS, Imported, Rows, check_plausible, row_error
+from llmsim.calibration.importers.base import IMPORTERS, Imported, Plausibility, Rows, row_error
 from llmsim.calibration.measurements import Case, Measurement
 from llmsim.errors import ConfigError
 from llmsim.specs import HardwareSpec
@@ -69,15 +69,15 @@ def _device(folder: Path) -> str:
 class _Collector:
     """Rows keyed by case; repeated keys (AIC caveat 4) are averaged in log space; skipped rows are counted."""
 
-    def __init__(self, hw: HardwareSpec) -> None:
+    def __init__(self, hw: HardwareSpec, path: Path) -> None:
         self.hw = hw
         self.times: dict[Case, list[float]] = defaultdict(list)
         self.skipped: dict[str, int] = defaultdict(int)
+        self.plausible = Plausibility(hw, path, "latency_ms")
 
     def add(self, case: Case, seconds: float, rows: Rows) -> None:
-        m = Measurement(case, seconds, math.nan, 0, 0)
-        check_plausible(m, self.hw, rows.path, rows.line, "latency_ms")
-        self.times[case].append(seconds)
+        if self.plausible.ok(Measurement(case, seconds, math.nan, 0, 0), rows.line):
+            self.times[case].append(seconds)
 
     @staticmethod
     def includes(case: Case) -> tuple[str, ...]:
@@ -98,7 +98,7 @@ class _Collector:
 
     def notes(self, name: str) -> list[str]:
         dups = sum(len(ts) - 1 for ts in self.times.values())
-        out = [f"{name}: {n} rows skipped ({why})" for why, n in sorted(self.skipped.items())]
+        out = self.plausible.finish() + [f"{name}: {n} rows skipped ({why})" for why, n in sorted(self.skipped.items())]
         return out + ([f"{name}: {dups} repeated keys averaged (geometric mean)"] if dups else [])
 
 
@@ -196,12 +196,14 @@ def import_aic(path: Path, hw: HardwareSpec) -> Imported:
     out = Imported(device=_device(folder))
     for file in files:
         required, read = TABLES[file.name]
-        col = _Collector(hw)
+        col = _Collector(hw, file)
         read(Rows(file, required), col)
-        ms = col.measurements()
-        out.measurements += ms
-        out.files.append(str(file))
         out.notes += col.notes(f"{folder.name}/{file.name}")
+        out.measurements += col.measurements()
+        out.files.append(str(file))
+    how = ("TensorRT per-layer profiler time of one inference, a single sample" if folder.name.startswith("trtllm")
+           else "nccl-tests average" if folder.name.startswith("nccl")
+           else "mean of CUDA-graph replays, no launch gap, spread unknown")
     out.sources.append(f"aic {folder} ({folder.parent.name}, {folder.name}; {len(out.measurements)} kernel shapes; "
-                       "latency_ms = mean of CUDA-graph replays, no launch gap, spread unknown)")
+                       f"latency_ms = {how})")
     return out

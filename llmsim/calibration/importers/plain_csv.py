@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from llmsim.calibration.importers.base import IMPORTERS, Imported, Rows, check_plausible, row_error
+from llmsim.calibration.importers.base import IMPORTERS, Imported, Plausibility, Rows, row_error
 from llmsim.calibration.measurements import ELEMENTWISE_KINDS, PARAMS, Case, Measurement
 from llmsim.errors import ConfigError
 from llmsim.specs import HardwareSpec
@@ -82,6 +82,7 @@ def import_csv(path: Path, hw: HardwareSpec) -> Imported:
     for file in files:
         rows = Rows(file, ("op_class", "dtype"))
         column = _time_column(rows)
+        plausible = Plausibility(hw, file, column)
         for row in rows:
             case = _case(rows, row)
             seconds = rows.seconds(row, column, TIME_COLUMNS[column])
@@ -95,8 +96,9 @@ def import_csv(path: Path, hw: HardwareSpec) -> Imported:
             if bad:
                 raise row_error(file, rows.line, "includes", f"expected ;-separated {', '.join(INCLUDES)}, got {bad[0]!r}")
             m = Measurement(case, seconds, math.nan, 0, 0, includes=includes)
-            check_plausible(m, hw, file, rows.line, column)
-            out.measurements.append(m)
+            if plausible.ok(m, rows.line):
+                out.measurements.append(m)
+        out.notes += plausible.finish()
         out.files.append(str(file))
     if subtracted:
         out.notes.append(f"{subtracted} rows had launch_included=1: {launch * 1e6:.1f} us ({hw.name}'s launch gap) "
