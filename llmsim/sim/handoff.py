@@ -81,14 +81,26 @@ class Disaggregation:
         if duration_s is None:
             return  # pipeline stages: the step's length is not known in advance; send after it
         for seq, n in zip(plan.seqs, plan.tokens, strict=True):
-            if seq.num_emitted == 0 and seq.num_computed + n == seq.num_tokens and seq.key in self._orig:
+            if seq.num_emitted == 0 and seq.num_computed + n == seq.num_tokens and self._needs_decode(seq):
                 ready = self._ready[seq.key] = self.env.event()
                 overlap = Overlap(start_s, duration_s, n / seq.num_tokens, self.num_layers)
                 self.env.process(self._handoff(src, seq, overlap, ready=ready))
 
+    def _needs_decode(self, seq: Seq) -> bool:
+        orig = self._orig.get(seq.key)
+        return orig is not None and (self.decode_first or orig.output_tokens > 1)
+
     def prefilled(self, src: PoolReplica, seq: Seq, now: float) -> None:
-        """The prefill replica emitted the first token; its KV stays until the transfer ends."""
+        """The prefill replica emitted the first token; its KV stays until the transfer ends (a request
+        that wanted one token is done there, unless the decode side samples the first token)."""
         eng = src.holder(seq)
+        if not self._needs_decode(seq):
+            self.restore(seq)
+            eng.kv.free(seq)
+            src.poke(eng)
+            self.requests.finished(seq, src.index)
+            self.on_end(seq, now + self.requests.frontend_overhead_s)
+            return
         eng.held += 1
         ready = self._ready.pop(seq.key, None)
         if ready is not None:

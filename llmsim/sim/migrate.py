@@ -83,8 +83,7 @@ class Migrator:
         src_eng = next((e for e in src.engines if seq in e.sched.running), None)
         moved = env.event()
         if src_eng is not None:
-            src_eng.outgoing.append((seq, lambda s, e: self._detach(s, e, src, dst_eng, copied, preemptions,
-                                                                      moved)))
+            src_eng.at_boundary.append(lambda e: self._detach(seq, e, src, dst_eng, copied, preemptions, moved))
             src.poke(src_eng)
         if src_eng is None or not (yield moved):
             dst.unreserve(dst_eng, seq)
@@ -107,7 +106,8 @@ class Migrator:
                 moved: simpy.Event) -> None:
         """At the source's step boundary: stop ``seq`` there if it can still move."""
         ok = (seq.status is RUNNING and seq.is_decoding and seq.num_preemptions == preemptions
-              and seq.num_computed >= copied and dst_eng.kv.allocate(seq, seq.num_tokens))
+              and seq.num_computed >= copied and PoolReplica.has_room(dst_eng, seq, seq.num_tokens)
+              and dst_eng.kv.allocate(seq, seq.num_tokens))
         if ok:
             eng.sched.running.remove(seq)
             seq.status = "finished"  # so a prefix cache forgets its hashes there

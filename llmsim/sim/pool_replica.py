@@ -25,6 +25,7 @@ class PoolReplica(Replica):
         super().__init__(*args, **kwargs)
         self.pool = pool
         self.role = role
+        self.track_run_blocks = role == "decode"  # handoffs reserve blocks here while it runs
         self.incoming = 0
         self.handoff = None  # llmsim.sim.handoff.Disaggregation for prefill and decode roles
         self.migrator = None  # llmsim.sim.migrate.Migrator of its pool, if migration is on
@@ -70,8 +71,13 @@ class PoolReplica(Replica):
     def can_reserve(self, eng: Engine, seq: Seq) -> bool:
         """Blocks for ``seq.num_tokens`` tokens and a sequence slot (counting requests already on their way)."""
         sched = eng.sched
-        return (len(sched.running) + eng.held < sched.max_num_seqs
-                and eng.kv.can_allocate(seq, seq.num_tokens))
+        return len(sched.running) + eng.held < sched.max_num_seqs and self.has_room(eng, seq, seq.num_tokens)
+
+    @staticmethod
+    def has_room(eng: Engine, seq: Seq, num_tokens: int) -> bool:
+        """Whether ``seq`` can grow to ``num_tokens`` on ``eng`` without the blocks a collapsed run there
+        still has to take."""
+        return eng.kv.blocks_needed(seq, num_tokens) <= eng.kv.num_free_blocks - eng.run_blocks
 
     def reserve(self, eng: Engine, seq: Seq) -> int:
         """Allocate ``seq``'s blocks on ``eng`` before its KV arrives; returns the leading tokens this

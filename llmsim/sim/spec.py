@@ -60,9 +60,9 @@ class LinkSpec:
 
     def __post_init__(self) -> None:
         if not (self.bytes_per_s > 0 and self.bytes_per_s < float("inf")):
-            raise ConfigError(f"link {self.name}: bytes_per_s: must be a finite number > 0, got {self.bytes_per_s!r}")
+            raise ConfigError(f"links.{self.name}.bytes_per_s: must be a finite number > 0, got {self.bytes_per_s!r}")
         if not (self.latency_s >= 0 and self.latency_s < float("inf")):
-            raise ConfigError(f"link {self.name}: latency_s: must be a finite number >= 0, got {self.latency_s!r}")
+            raise ConfigError(f"links.{self.name}.latency_s: must be a finite number >= 0, got {self.latency_s!r}")
 
     def joins(self, a: str, b: str) -> bool:
         return self.pools in ((a, b), (b, a))
