@@ -156,7 +156,6 @@ def _migrators(env, spec: ClusterSpec, replicas: list[PoolReplica], network: Net
                      handoff if pool.role == "decode" else None)
         for r in members:
             r.migrator = m
-            r.track_run_blocks = True
         out.append(m)
     return out
 

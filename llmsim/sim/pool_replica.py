@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from llmsim.kv.base import ceil_div
 from llmsim.sched.seq import Seq
-from llmsim.sim.replica import Engine, Replica
+from llmsim.sim.replica import Engine, Replica, run_blocks
 from llmsim.workload.request import Request
 
 LOAD_QUEUE_SCAN = 64  # queued requests whose block demand counts toward a replica's load
@@ -25,7 +25,6 @@ class PoolReplica(Replica):
         super().__init__(*args, **kwargs)
         self.pool = pool
         self.role = role
-        self.track_run_blocks = role == "decode"  # handoffs reserve blocks here while it runs
         self.incoming = 0
         self.handoff = None  # llmsim.sim.handoff.Disaggregation for prefill and decode roles
         self.migrator = None  # llmsim.sim.migrate.Migrator of its pool, if migration is on
@@ -77,7 +76,8 @@ class PoolReplica(Replica):
     def has_room(eng: Engine, seq: Seq, num_tokens: int) -> bool:
         """Whether ``seq`` can grow to ``num_tokens`` on ``eng`` without the blocks a collapsed run there
         still has to take."""
-        return eng.kv.blocks_needed(seq, num_tokens) <= eng.kv.num_free_blocks - eng.run_blocks
+        need = eng.kv.blocks_needed(seq, num_tokens)
+        return need <= eng.kv.num_free_blocks and (eng.run is None or need <= eng.kv.num_free_blocks - run_blocks(eng))
 
     def reserve(self, eng: Engine, seq: Seq) -> int:
         """Allocate ``seq``'s blocks on ``eng`` before its KV arrives; returns the leading tokens this

@@ -35,7 +35,7 @@ class Engine:
     visible to the next plan."""
 
     __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s", "held", "at_boundary",
-                 "run_blocks")
+                 "run")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -48,7 +48,7 @@ class Engine:
         self.cutoff_s = 0.0
         self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
-        self.run_blocks = 0  # free blocks a collapsed decode run in progress will still take by its end
+        self.run: tuple[Plan, int] | None = None  # the collapsed decode run in progress (plan, steps), if any
 
 
 class Replica:
@@ -73,7 +73,6 @@ class Replica:
         self.check_invariants = check_invariants
         self.stages = [simpy.Resource(env, 1) for _ in engines] if len(engines) > 1 else None
         self.on_prefill: Callable[[Plan, float, float | None], None] | None = None
-        self.track_run_blocks = False  # keep Engine.run_blocks (others allocate in this replica's KV)
         for eng in engines:
             eng.proc = env.process(self._loop(eng))
 
@@ -240,8 +239,7 @@ class Replica:
         start = env.now
         done = k
         state = (eng.kv.num_used_blocks, eng.sched.num_waiting, eng.sched.num_unfinished)  # at the run's start
-        if self.track_run_blocks:
-            eng.run_blocks = _run_blocks(eng.kv, plan, k)
+        eng.run = (plan, k)
         eng.in_run = True
         try:
             yield env.timeout(float(ends[-1]))
@@ -256,7 +254,7 @@ class Replica:
         eng.in_run = False
         eng.cutoff_s = start + (float(ends[done - 2]) if done > 1 else 0.0)  # the last step's start
         self._record_run(eng, plan, start, durations[:done], ends[:done], flops, hbm[:done], state)
-        eng.run_blocks = 0
+        eng.run = None
         finished = eng.sched.commit_run(plan, done)
         t_end = start + float(ends[done - 1])
         self._run_tokens(plan, start + float(ends[0]), durations[1:done], t_end)
@@ -309,8 +307,11 @@ class Replica:
         self.on_end(seq, now + self.requests.frontend_overhead_s)
 
 
-def _run_blocks(kv: KVManager, plan: Plan, k: int) -> int:
-    """Blocks a steady decode run of ``k`` steps takes by its end (``Scheduler.reserve_run`` allocates them
-    lazily, so whoever else allocates here meanwhile must leave them free)."""
-    bs = kv.block_size
+def run_blocks(eng: Engine) -> int:
+    """Free blocks the engine's collapsed decode run in progress still takes by its end (``reserve_run``
+    allocates them lazily, so whoever else allocates here meanwhile must leave them free)."""
+    if eng.run is None:
+        return 0
+    plan, k = eng.run
+    kv, bs = eng.kv, eng.kv.block_size
     return sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in plan.seqs)
