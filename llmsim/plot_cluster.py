@@ -62,6 +62,9 @@ def _configs(directory: Path) -> tuple[pd.DataFrame, str]:
     res = Results.load(directory)
     summary = res.summary
     rate = rate_column(summary)
+    speed = [c for c in summary if c.startswith("sweep.") and c.endswith(".speed")]
+    if not rate.startswith("sweep.") and speed:
+        rate = speed[0]  # a trace replayed faster or slower is the load axis
     summary = with_labels(summary, rate)
     if "sweep.cluster" in summary:
         summary["label"] = [cluster_label(r) for _, r in summary.iterrows()]
@@ -152,7 +155,7 @@ def _bars(ax, table: pd.DataFrame, column: str, title: str) -> None:
     ax.invert_yaxis()
     ax.set_title(title, fontsize=8)
     for i, v in enumerate(values):
-        ax.text(v, i, f" {v:.3g}", va="center", fontsize=6)
+        ax.text(v, i, f" {v:,.0f}" if v >= 100 else f" {v:.3g}", va="center", fontsize=6)
 
 
 def figure_goodput(out: str | Path, *directories: str | Path) -> None:

@@ -132,8 +132,7 @@ class Disaggregation:
         self.retry(dst)
         eng, hit = yield queued
         num_bytes = max(0, tokens - 1 - hit) * self.kv_bytes_per_token
-        on_link = yield env.process(self.network.transfer("handoff", seq.id, src.index, dst.index, num_bytes,
-                                                          overlap))
+        on_link = yield from self.network.transfer("handoff", seq.id, src.index, dst.index, num_bytes, overlap)
         if src_eng is None:
             src_eng = yield ready
         src.release(src_eng, seq)

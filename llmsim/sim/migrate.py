@@ -78,8 +78,7 @@ class Migrator:
     def _migrate(self, seq: Seq, src: PoolReplica, dst: PoolReplica, dst_eng, hit: int):
         env, bpt = self.env, self.kv_bytes_per_token
         copied, preemptions, t0 = seq.num_computed, seq.num_preemptions, env.now
-        yield env.process(self.network.transfer("migration", seq.id, src.index, dst.index,
-                                                max(0, copied - hit) * bpt))
+        yield from self.network.transfer("migration", seq.id, src.index, dst.index, max(0, copied - hit) * bpt)
         src_eng = next((e for e in src.engines if seq in e.sched.running), None)
         moved = env.event()
         if src_eng is not None:
@@ -92,8 +91,7 @@ class Migrator:
             self.num_aborted += 1
             return
         stop = env.now
-        yield env.process(self.network.transfer("migration", seq.id, src.index, dst.index,
-                                                (seq.num_computed - copied) * bpt))
+        yield from self.network.transfer("migration", seq.id, src.index, dst.index, (seq.num_computed - copied) * bpt)
         seq.num_migrations += 1
         self.num_migrations += 1
         self.downtime_s.append(env.now - stop)

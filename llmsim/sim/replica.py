@@ -48,7 +48,7 @@ class Engine:
         self.cutoff_s = 0.0
         self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
-        self.run: tuple[Plan, int] | None = None  # the collapsed decode run in progress (plan, steps), if any
+        self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
 
 
 class Replica:
@@ -239,7 +239,7 @@ class Replica:
         start = env.now
         done = k
         state = (eng.kv.num_used_blocks, eng.sched.num_waiting, eng.sched.num_unfinished)  # at the run's start
-        eng.run = (plan, k)
+        eng.run = (plan, k, -1)  # blocks it will take: computed when someone else allocates here
         eng.in_run = True
         try:
             yield env.timeout(float(ends[-1]))
@@ -309,9 +309,13 @@ class Replica:
 
 def run_blocks(eng: Engine) -> int:
     """Free blocks the engine's collapsed decode run in progress still takes by its end (``reserve_run``
-    allocates them lazily, so whoever else allocates here meanwhile must leave them free)."""
+    allocates them lazily, so whoever else allocates here meanwhile must leave them free). Computed once per
+    run: its sequences neither grow nor shrink before it commits."""
     if eng.run is None:
         return 0
-    plan, k = eng.run
-    kv, bs = eng.kv, eng.kv.block_size
-    return sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in plan.seqs)
+    plan, k, need = eng.run
+    if need < 0:
+        kv, bs = eng.kv, eng.kv.block_size
+        need = sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in plan.seqs)
+        eng.run = (plan, k, need)
+    return need

@@ -107,3 +107,12 @@ def test_top_level_router_applies_to_the_single_pool(tmp_path, capsys, monkeypat
     code, err, _, out = _run(tmp_path, capsys, data)
     assert code == 0, err
     assert seen == [{"kind": "least_kv"}]
+
+
+def test_a_sweep_or_override_into_an_unknown_pool_is_an_error(tmp_path, capsys):
+    data = {**BASE, "cluster": PD, "sweep": {"grid": {"cluster.pools.decod.replicas": [1, 2]}}}
+    code, err, path, _ = _run(tmp_path, capsys, data)
+    assert code == 2 and "cluster.pools.decod.replicas: no pool named 'decod' (pools: p, d)" in err
+    path.write_text(yaml.safe_dump({**BASE, "cluster": PD}, sort_keys=False))
+    code = main(["run", str(path), "--out", str(tmp_path / "r2"), "--no-plots", "--set", "cluster.pools.q.replicas=2"])
+    assert code == 2 and "no pool named 'q'" in capsys.readouterr().err
