@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmsim.errors import ConfigError
+from llmsim.experiment.cluster_config import ClusterConfig
 from llmsim.yamlio import load_yaml
 
 
@@ -140,14 +141,26 @@ class ExperimentConfig(_Strict):
     stop: StopConfig = Field(default_factory=StopConfig)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     frontend_overhead_s: float = Field(0.0, ge=0)
+    router: dict[str, Any] | None = None
+    cluster: ClusterConfig | None = None
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
-    @field_validator("scheduler", "kv")
+    @field_validator("scheduler", "kv", "router")
     @classmethod
     def _has_kind(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None and "kind" not in v:
             raise ValueError("expected a mapping with a 'kind' key")
         return v
+
+    @model_validator(mode="after")
+    def _cluster_or_replicas(self) -> ExperimentConfig:
+        if self.cluster is None:
+            return self
+        if self.layout.replicas != 1:
+            raise ValueError("layout.replicas: with cluster:, give replicas per pool (cluster.pools.NAME.replicas)")
+        if self.router is not None and self.cluster.router is not None:
+            raise ValueError("router: give it once, at the top level or as cluster.router")
+        return self
 
     @field_validator("engine")
     @classmethod
@@ -186,9 +199,10 @@ def _located(err: dict) -> str:
     """``loc: message``; a model check's message that starts with its field (``warmup_requests: ...``) moves
     the field into the path (``stop.warmup_requests: ...``)."""
     loc, text = _format_loc(err["loc"]), _explain(err)
-    head = re.match(r"([a-z_]+): ", text)
-    if err["type"] == "value_error" and head and loc != "(top level)":
-        loc, text = f"{loc}.{head[1]}", text[head.end():]
+    head = re.match(r"([a-z_]+(?:\.[\w-]+)*): ", text)
+    if err["type"] == "value_error" and head:
+        loc = head[1] if loc == "(top level)" else f"{loc}.{head[1]}"
+        text = text[head.end():]
     return f"{loc}: {text}"
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.experiment.sweep import Point, resolve_workload_ref
-from llmsim.specs import ParallelLayout, Precision, load_hardware, load_model
+from llmsim.specs import load_model
 
 
 def load_point_workload(point: Point):
@@ -20,69 +20,21 @@ def load_point_workload(point: Point):
     return load_workload(cfg.workload, where=f"{point.where}: workload", base_dir=point.workload_dir)
 
 
-def _at(where: str, field: str, build, *args, **kwargs):
-    """``build(*args)``, its user-facing errors prefixed with the file and the field they concern."""
-    from llmsim.errors import ConfigError, LlmsimError
-
-    try:
-        return build(*args, **kwargs)
-    except LlmsimError as exc:
-        text = str(exc)
-        if text.startswith(f"{where}: "):
-            raise ConfigError(text) from None
-        if field == "layout" and text[:3] in ("tp=", "pp="):  # "tp=3 does not divide the 32 heads ..."
-            field = f"layout.{text[:2]}"
-        raise ConfigError(f"{where}: {field}: {text}") from None
-
-
-def _check_sim_kv(kv: dict, where: str) -> None:
-    """The KV keys the simulator reads itself (the rest go to the KV manager, which checks its own)."""
-    from llmsim.errors import ConfigError
-
-    for key, integer in (("block_size", True), ("num_blocks", True), ("swap_space_gb", False)):
-        if key not in kv:
-            continue
-        v = kv[key]
-        ok = not isinstance(v, bool) and (isinstance(v, int) and v >= 1 if integer else
-                                          isinstance(v, int | float) and 0 <= v < math.inf)
-        if not ok:
-            what = "a positive integer" if integer else "a finite number >= 0"
-            raise ConfigError(f"{where}: kv.{key}: expected {what}, got {v!r}")
-
-
 def preflight(point: Point) -> list[str]:
     """Fail fast, before any point runs (exit 2, file and field named), on what cannot be built or run:
     names and blocks, a TP/PP split or precision the model or hardware cannot take, a model that does not
-    fit in memory (the simulator's own memory plan), a run too large for this machine's memory. Returns
-    warnings to show once (a trace sorted by time, malformed trace rows skipped)."""
-    from llmsim.cost import CostModel
-    from llmsim.engines import load_engine, resolve_engine
+    fit in memory (the simulator's own memory plan), in every pool of a cluster, its links, routers and
+    migration policy, a run too large for this machine's memory. Returns warnings to show once (a trace
+    sorted by time, malformed trace rows skipped)."""
+    from llmsim.experiment.cluster_build import at, build_cluster
     from llmsim.experiment.limits import check_run_size
-    from llmsim.kv import KV_MANAGERS
-    from llmsim.sched import SCHEDULERS
-    from llmsim.sim.setup import default_kv_kind, deployment
 
     cfg, where = point.config, point.where
-    model = _at(where, "model", load_model, cfg.model)
-    hardware = _at(where, "hardware", load_hardware, cfg.hardware)
-    precision = _at(where, "precision", Precision.parse, cfg.precision, cfg.kv_dtype)
-    _at(where, "precision", hardware.peak_flops, precision.compute)
-    layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
-    cost_model = _at(where, "layout", CostModel, model, hardware, layout, precision)
-    engine = _at(where, "engine", load_engine, cfg.engine)
-    runtime = _at(where, "scheduler", resolve_engine, engine, hardware, dict(cfg.scheduler), cfg.kv,
-                  cfg.max_model_len)
-    scheduler = SCHEDULERS.build(dict(runtime.scheduler_block), where=f"{where}: scheduler")
-    kv = {"kind": runtime.kv_kind or default_kv_kind(runtime.scheduler_block), **(cfg.kv or {})}
-    _check_sim_kv(kv, where)
-    dep = _at(where, "layout", deployment, model, hardware, layout, precision, dict(cfg.scheduler),
-              {**kv, "gpu_memory_utilization": cfg.memory.gpu_memory_utilization,
-               "reserved_bytes": cfg.memory.reserved_bytes}, cfg.max_model_len,
-              cost_model, engine)
-    KV_MANAGERS.build(dep.kv_block, where=f"{where}: kv",
-                      **{k: v for k, v in dep.kv_defaults.items() if k not in dep.kv_block})
+    model = at(where, "model", load_model, cfg.model)
+    cluster, _ = build_cluster(cfg, model, where, check=True)
+    seqs = min(int(p.deployment.scheduler_block.get("max_num_seqs") or 256) for p in cluster.pools)
     spec = load_point_workload(point)
-    check_run_size(where, cfg.stop, spec, scheduler.max_num_seqs, model.max_context)
+    check_run_size(where, cfg.stop, spec, seqs, model.max_context)
     return _workload_warnings(spec)
 
 
@@ -155,34 +107,39 @@ def point_requests(point: Point, model):
                                    max_context=model.max_context)
 
 
+def _per_resource(summary: dict, cluster) -> dict:
+    """Throughput per GPU, per dollar (the profiles' indicative hourly prices) and per provisioned kilowatt
+    (TDP): the figures Splitwise compares clusters by."""
+    gpus = cluster.num_gpus
+    out = {"num_gpus": gpus, "replicas": sum(p.replicas for p in cluster.pools)}
+    tokens, rps = summary.get("output_tokens_per_s") or 0.0, summary.get("throughput_rps") or 0.0
+    out["output_tokens_per_s_per_gpu"] = tokens / gpus
+    out["throughput_rps_per_gpu"] = rps / gpus
+    price, watts = summary.get("price_per_hour_usd") or 0.0, summary.get("tdp_w") or 0.0
+    out["output_tokens_per_usd"] = tokens * 3600 / price if price else None
+    out["output_tokens_per_s_per_kw"] = tokens / (watts / 1e3) if watts else None
+    return out
+
+
 def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Simulate one point; returns (summary dict, requests table, steps table)."""
+    from llmsim.experiment.cluster_build import build_cluster
     from llmsim.experiment.progress import track
-    from llmsim.sim import simulate
+    from llmsim.sim.cluster import simulate_cluster
 
     cfg = point.config
     model = load_model(cfg.model)
-    hardware = load_hardware(cfg.hardware)
-    layout = ParallelLayout(tp=cfg.layout.tp, pp=cfg.layout.pp, dp=cfg.layout.replicas)
-    precision = Precision.parse(cfg.precision, cfg.kv_dtype)
+    cluster, _ = build_cluster(cfg, model, point.where)
     spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
         max_time = cfg.stop.duration_s
-    kv = {**(cfg.kv or {}), "gpu_memory_utilization": cfg.memory.gpu_memory_utilization,
-          "reserved_bytes": cfg.memory.reserved_bytes}
-    result = simulate(stream, model=model, hardware=hardware, layout=layout, precision=precision,
-                      scheduler=dict(cfg.scheduler), kv=kv, seed=point.seed,
-                      frontend_overhead_s=cfg.frontend_overhead_s, arrivals_callback=callback,
-                      max_time_s=max_time, engine=cfg.engine, max_model_len=cfg.max_model_len)
+    result = simulate_cluster(cluster, stream, seed=point.seed, arrivals_callback=callback, max_time_s=max_time)
     result = _with_phases(result, point)
     summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
-    gpus = layout.num_gpus
-    summary["num_gpus"] = gpus
-    summary["output_tokens_per_s_per_gpu"] = summary.get("output_tokens_per_s", 0.0) / gpus
-    summary["throughput_rps_per_gpu"] = summary.get("throughput_rps", 0.0) / gpus
+    summary.update(_per_resource(summary, cluster))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps

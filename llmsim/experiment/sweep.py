@@ -55,8 +55,12 @@ def resolve_workload_ref(ref: str, base_dir: Path, where: str) -> Path:
 
 
 def set_path(data: dict, dotted: str, value: Any, where: str) -> None:
-    """Set ``data[a][b][c] = value`` for ``dotted`` = ``a.b.c``, creating mappings on the way."""
+    """Set ``data[a][b][c] = value`` for ``dotted`` = ``a.b.c``, creating mappings on the way (but not a
+    cluster pool: ``cluster.pools.NAME.FIELD`` needs pool NAME to exist)."""
     keys = dotted.split(".")
+    pools = (data.get("cluster") or {}).get("pools") if isinstance(data.get("cluster"), dict) else None
+    if len(keys) > 3 and keys[:2] == ["cluster", "pools"] and isinstance(pools, dict) and keys[2] not in pools:
+        raise ConfigError(f"{where}: {dotted}: no pool named {keys[2]!r} (pools: {', '.join(map(str, pools))})")
     node = data
     for key in keys[:-1]:
         if not isinstance(node, dict):

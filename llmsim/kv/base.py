@@ -79,6 +79,10 @@ class KVManager:
         return self.blocks_needed(seq, num_tokens) <= self.num_free_blocks - reserve
 
     # --- verbs -----------------------------------------------------------------------------------
+    def cached_tokens(self, req) -> int:
+        """Leading prompt tokens of a new request this cache already holds (0 without a prefix cache)."""
+        return 0
+
     def match_prefix(self, seq: Seq) -> int:
         """Prompt tokens already cached for this sequence (0 without a prefix cache)."""
         return 0

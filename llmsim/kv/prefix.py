@@ -33,6 +33,7 @@ from llmsim.kv.base import KV_MANAGERS, KVManager, ceil_div
 
 if TYPE_CHECKING:
     from llmsim.sched.seq import Seq
+    from llmsim.workload.request import Request
 
 
 @KV_MANAGERS.register("prefix")
@@ -89,6 +90,22 @@ class PrefixCacheKV(KVManager):
                 break
             hits.append(blocks[0])
         return hits
+
+    def cached_tokens(self, req: Request) -> int:
+        """Leading prompt tokens of a new request ``req`` this cache holds now (what admission would hit, if
+        nothing is evicted first). Read-only: routers probe every replica with it."""
+        ids = req.prefix_hashes
+        if not ids:
+            return 0
+        bs, chunk = self.block_size, req.prefix_chunk_tokens
+        limit = min((req.input_tokens - 1) // bs, (len(ids) * chunk) // bs)  # blocks the prefix ids cover
+        parent, cached, n = 0, self._cached, 0
+        for j in range(limit):
+            parent = hash((parent, ids[((j + 1) * bs - 1) // chunk]))
+            if not cached.get(parent):
+                break
+            n += 1
+        return n * bs
 
     # --- queries -------------------------------------------------------------------------------------
     def _fresh(self, seq: Seq) -> bool:

@@ -16,7 +16,8 @@ from llmsim.metrics.histogram import LogHistogram
 REQUEST_COLUMNS = (
     "id", "replica", "status", "reason", "arrival_s", "input_tokens", "output_tokens", "queue_s", "ttft_s",
     "tpot_s", "e2e_s", "finish_s", "itl_max_s", "itl_p50_s", "itl_p99_s", "preemptions", "prefix_hit_tokens",
-    "emitted_tokens", "computed_tokens", "slo_class", "session_id",
+    "emitted_tokens", "computed_tokens", "slo_class", "session_id", "prefill_replica", "handoff_s", "transfer_s",
+    "migrations",
 )
 STEP_COLUMNS = (
     "replica", "engine", "start_s", "duration_s", "batch_size", "prefill_tokens", "decode_tokens", "padded_rows",
@@ -28,11 +29,14 @@ STEP_COLUMNS = (
 class RequestLog:
     """One row per request that ended (finished or rejected). Latencies as a client sees them (TTFT, TPOT,
     E2E) include the front-end overhead; ``queue_s`` is arrival to first scheduled step and ``finish_s`` the
-    engine-side end (both without it)."""
+    engine-side end (both without it). In a disaggregated cluster ``replica`` is the decode replica,
+    ``prefill_replica`` the prefill one (-1 otherwise), ``handoff_s`` the time from the prefill's end to the
+    decode replica taking the request (waiting for blocks, queueing for and crossing the link),
+    ``transfer_s`` the time its KV held the link; ``migrations`` counts live migrations."""
 
     OBJECT_COLUMNS = ("status", "reason", "slo_class", "session_id")
     INT_COLUMNS = ("id", "replica", "input_tokens", "output_tokens", "preemptions", "prefix_hit_tokens",
-                   "emitted_tokens", "computed_tokens")
+                   "emitted_tokens", "computed_tokens", "prefill_replica", "migrations")
 
     def __init__(self, frontend_overhead_s: float = 0.0) -> None:
         self.frontend_overhead_s = frontend_overhead_s
@@ -58,7 +62,7 @@ class RequestLog:
                           seq.first_scheduled_s - seq.arrival_s, ttft, tpot, e2e, seq.finish_s,
                           float(gaps[-1]) if gaps.size else float("nan"), p50, p99, seq.num_preemptions,
                           seq.prefix_hit_tokens, seq.num_emitted, seq.computed_total, req.slo_class,
-                          req.session_id))
+                          req.session_id, seq.prefill_replica, seq.handoff_s, seq.transfer_s, seq.num_migrations))
         seq.gaps = []
         seq.gap_runs = []
 
@@ -70,7 +74,8 @@ class RequestLog:
         queue = seq.first_scheduled_s - seq.arrival_s if seq.first_scheduled_s >= 0 else nan
         self._append((req.id, replica, status, seq.reason, seq.arrival_s, req.input_tokens, req.output_tokens,
                           queue, nan, nan, nan, now, nan, nan, nan, seq.num_preemptions, seq.prefix_hit_tokens,
-                          seq.num_emitted, seq.computed_total, req.slo_class, req.session_id))
+                          seq.num_emitted, seq.computed_total, req.slo_class, req.session_id, seq.prefill_replica,
+                          seq.handoff_s, seq.transfer_s, seq.num_migrations))
 
     def frame(self) -> pd.DataFrame:
         cols: dict[str, np.ndarray | list] = {}

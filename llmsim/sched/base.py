@@ -46,6 +46,7 @@ class Scheduler:
     name = "base"
     chunked_prefill = True  # whether a prompt may be split over steps (else it must fit the token budget)
     tracks_steps = False  # whether _after_step / _after_run hooks run (MLFQ accounting)
+    adoptable = True  # whether a running request may move in from another replica (P/D decode, migration)
 
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                  preemption_mode: str = "recompute") -> None:
@@ -193,9 +194,24 @@ class Scheduler:
         if finished:
             for seq in finished:
                 seq.status = FINISHED
-                self.kv.free(seq)
+                self.release(seq)
             self.running = [s for s in self.running if s.status is RUNNING]
         return emitted, finished
+
+    def release(self, seq: Seq) -> None:
+        """Free a finished sequence's KV, unless the cluster keeps it to send elsewhere (``seq.hold_kv``:
+        a prefill replica holds the cache until the transfer to the decode replica ends)."""
+        if not seq.hold_kv:
+            self.kv.free(seq)
+
+    def adopt(self, seq: Seq) -> None:
+        """Take in a request whose KV the cluster already allocated here (after a prefill/decode handoff or a
+        live migration): it joins the running set and continues where it stopped."""
+        seq.status = RUNNING
+        seq.adopted = False
+        self._admitted += 1
+        seq.admit_order = self._admitted
+        self.running.append(seq)
 
     def _after_step(self, seq: Seq, tokens: int) -> None:
         """Per-sequence hook after each step (MLFQ accounting)."""
@@ -261,7 +277,7 @@ class Scheduler:
         if finished:
             for seq in finished:
                 seq.status = FINISHED
-                self.kv.free(seq)
+                self.release(seq)
             self.running = [s for s in self.running if s.status is RUNNING]
         return finished
 

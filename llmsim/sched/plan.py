@@ -44,6 +44,22 @@ class Plan:
         if tokens > 1 or not seq.num_emitted:
             self.num_prefill_tokens += tokens
 
+    def remove(self, seq: Seq) -> int:
+        """Take back ``seq``'s entry (added with ``add``, before the step commits); returns its tokens."""
+        i = self.seqs.index(seq)
+        tokens = self.tokens.pop(i)
+        del self.seqs[i]
+        if tokens > 1:
+            self.prefill.remove((tokens, seq.num_computed))
+        else:
+            self.num_decode -= 1
+            self.decode_ctx_sum -= seq.num_computed
+        if seq.num_computed + tokens == seq.num_tokens:
+            self.num_emit -= 1
+        if tokens > 1 or not seq.num_emitted:
+            self.num_prefill_tokens -= tokens
+        return tokens
+
     def add_decode(self, seq: Seq) -> None:
         """``add(seq, 1)`` for a sequence that has emitted and computed all but its last token (hot path)."""
         self.seqs.append(seq)

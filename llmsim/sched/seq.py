@@ -20,6 +20,7 @@ class Seq:
         "req", "id", "key", "num_tokens", "num_computed", "num_emitted", "status", "admit_order", "num_preemptions",
         "prefix_hit_tokens", "noise", "level", "iters_at_level", "reason", "arrival_s", "first_scheduled_s",
         "first_token_s", "last_token_s", "finish_s", "gaps", "gap_runs", "last_step", "computed_total",
+        "hold_kv", "adopted", "prefill_replica", "handoff_s", "transfer_s", "num_migrations",
     )
 
     def __init__(self, req: Request, noise: float = 0.0, key: int | None = None) -> None:
@@ -46,6 +47,15 @@ class Seq:
         self.gap_runs: list = []  # inter-token gaps of collapsed decode runs (numpy arrays, shared)
         self.last_step = 0  # scheduler step that last ran this sequence (starvation checks)
         self.computed_total = 0  # tokens computed for it over its life, recomputation included
+        # cluster state (llmsim.sim.cluster): its KV outlives it here (being sent to a decode replica); it moves
+        # in with its KV already allocated; where it was prefilled; seconds from prefill end to decode start
+        # and on the link; live migrations
+        self.hold_kv = False
+        self.adopted = False
+        self.prefill_replica = -1
+        self.handoff_s = 0.0
+        self.transfer_s = 0.0
+        self.num_migrations = 0
 
     @property
     def prompt_tokens(self) -> int:

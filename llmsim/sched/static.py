@@ -18,6 +18,7 @@ from llmsim.sched.seq import FINISHED, RUNNING, Seq
 @SCHEDULERS.register("static")
 class StaticScheduler(Scheduler):
     name = "static"
+    adoptable = False  # a static batch runs start to end together; nothing joins it midway
     chunked_prefill = False
 
     def __init__(self, max_batch_size: int = 8, max_wait_s: float = 0.1) -> None:
@@ -79,7 +80,7 @@ class StaticScheduler(Scheduler):
         done, self.running = self.running, []
         for seq in done:
             seq.status = FINISHED
-            self.kv.free(seq)
+            self.release(seq)
         return done
 
     def steady_steps(self, plan: Plan, k_max: int) -> int:

@@ -1,4 +1,5 @@
-"""``llmsim policies``: list the registered batching policies, KV-cache managers and routers."""
+"""``llmsim policies``: list the registered batching policies, KV-cache managers, routers and migration
+policies."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ def _summary(factory) -> str:
 
 def cmd_policies(args) -> int:
     from llmsim.kv import KV_MANAGERS
+    from llmsim.routing import MIGRATIONS, ROUTERS
     from llmsim.sched import SCHEDULERS
-    from llmsim.sim.router import ROUTERS
 
-    for title, registry in (("schedulers", SCHEDULERS), ("kv managers", KV_MANAGERS), ("routers", ROUTERS)):
+    for title, registry in (("schedulers", SCHEDULERS), ("kv managers", KV_MANAGERS), ("routers", ROUTERS),
+                            ("migration", MIGRATIONS)):
         print(f"{title}:")
         for name in registry.names():
             factory = registry.get(name)
@@ -28,5 +30,5 @@ def cmd_policies(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("policies", help="list batching policies, KV-cache managers and routers")
+    p = subparsers.add_parser("policies", help="list batching policies, KV-cache managers, routers and migration policies")
     p.set_defaults(func=cmd_policies)

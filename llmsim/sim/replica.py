@@ -34,7 +34,8 @@ class Engine:
     the engine but that no plan has seen yet (async scheduling); ``cutoff_s``: arrivals up to this time are
     visible to the next plan."""
 
-    __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s")
+    __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s", "held", "at_boundary",
+                 "run")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -45,11 +46,16 @@ class Engine:
         self.in_run = False
         self.pending: deque[tuple[float, Seq]] = deque()
         self.cutoff_s = 0.0
+        self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
+        self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
+        self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
 
 
 class Replica:
     """``index``-th replica. ``on_end(seq, client_time_s)`` is called when a request finishes or is
-    rejected (closed-loop traffic hooks in there)."""
+    rejected (closed-loop traffic hooks in there). ``on_prefill(plan, start_s, duration_s)``, if set, is
+    called as a step that computes prompt tokens starts (``duration_s`` None with pipeline stages): a
+    cluster overlaps KV transfers with it."""
 
     def __init__(self, env: simpy.Environment, index: int, engines: list[Engine], timer: StepTimer,
                  steps: StepLog, requests: RequestLog, on_end: Callable[[Seq, float], None],
@@ -66,6 +72,7 @@ class Replica:
         self.max_run_steps = max_run_steps if len(engines) == 1 else 1
         self.check_invariants = check_invariants
         self.stages = [simpy.Resource(env, 1) for _ in engines] if len(engines) > 1 else None
+        self.on_prefill: Callable[[Plan, float, float | None], None] | None = None
         for eng in engines:
             eng.proc = env.process(self._loop(eng))
 
@@ -85,6 +92,11 @@ class Replica:
             eng.pending.append((self.env.now, seq))
         elif not self._admit(eng, seq):
             return
+        self.poke(eng)
+
+    def poke(self, eng: Engine) -> None:
+        """Make the engine plan again at its next step boundary: wake it if idle, cut a collapsed decode run
+        short (something changed that the run's promise did not foresee)."""
         if eng.wake is not None and not eng.wake.triggered:
             eng.wake.succeed()
         elif eng.in_run:
@@ -92,6 +104,9 @@ class Replica:
             eng.proc.interrupt("arrival")
 
     def _admit(self, eng: Engine, seq: Seq) -> bool:
+        if seq.adopted:  # moves in with its KV allocated here (cluster handoff or migration)
+            eng.sched.adopt(seq)
+            return True
         if eng.sched.add(seq):
             return True
         self.requests.rejected(seq, self.index, self.env.now)
@@ -117,6 +132,10 @@ class Replica:
         stalls = 0
         after_idle = True
         while True:
+            if eng.at_boundary:  # e.g. a request leaving at this step boundary (live migration)
+                calls, eng.at_boundary = eng.at_boundary, []
+                for callback in calls:
+                    callback(eng)
             # Async: this step's plan was made when the previous one started; after idle, right now.
             self._admit_pending(eng, self.env.now if after_idle else eng.cutoff_s)
             if not eng.sched.has_work():
@@ -154,7 +173,7 @@ class Replica:
                 eng.sched.check()
 
     def _check_stall(self, eng: Engine, plan: Plan, stalls: int) -> int:
-        if plan.wake_at_s is None and not eng.sched.running and not plan.preempted:
+        if plan.wake_at_s is None and not eng.sched.running and not plan.preempted and not eng.held:
             raise RuntimeError(f"replica {self.index}: scheduler {eng.sched.name} has queued requests but "
                                "neither runs nor admits any (scheduler bug)")
         if stalls > 10_000:
@@ -183,8 +202,13 @@ class Replica:
         if self.stages is None:
             # the next plan is made as this step's GPU work starts (async), i.e. after its CPU work if idle
             eng.cutoff_s = start + cpu if after_idle else start
-            yield env.timeout(self.runtime.period_s(cost.gpu_s, cpu, after_idle or not self.async_sched))
+            period = self.runtime.period_s(cost.gpu_s, cpu, after_idle or not self.async_sched)
+            if self.on_prefill is not None and plan.num_prefill_tokens:
+                self.on_prefill(plan, start, period)
+            yield env.timeout(period)
         else:  # CPU-side scheduling, then the micro-batch through the stages in order
+            if self.on_prefill is not None and plan.num_prefill_tokens:
+                self.on_prefill(plan, start, None)
             yield env.timeout(cpu)
             for res, stage_s in zip(self.stages, cost.stage_s, strict=True):
                 with res.request() as slot:
@@ -215,6 +239,7 @@ class Replica:
         start = env.now
         done = k
         state = (eng.kv.num_used_blocks, eng.sched.num_waiting, eng.sched.num_unfinished)  # at the run's start
+        eng.run = (plan, k, -1)  # blocks it will take: computed when someone else allocates here
         eng.in_run = True
         try:
             yield env.timeout(float(ends[-1]))
@@ -229,6 +254,7 @@ class Replica:
         eng.in_run = False
         eng.cutoff_s = start + (float(ends[done - 2]) if done > 1 else 0.0)  # the last step's start
         self._record_run(eng, plan, start, durations[:done], ends[:done], flops, hbm[:done], state)
+        eng.run = None
         finished = eng.sched.commit_run(plan, done)
         t_end = start + float(ends[done - 1])
         self._run_tokens(plan, start + float(ends[0]), durations[1:done], t_end)
@@ -279,3 +305,17 @@ class Replica:
         seq.finish_s = now
         self.requests.finished(seq, self.index)
         self.on_end(seq, now + self.requests.frontend_overhead_s)
+
+
+def run_blocks(eng: Engine) -> int:
+    """Free blocks the engine's collapsed decode run in progress still takes by its end (``reserve_run``
+    allocates them lazily, so whoever else allocates here meanwhile must leave them free). Computed once per
+    run: its sequences neither grow nor shrink before it commits."""
+    if eng.run is None:
+        return 0
+    plan, k, need = eng.run
+    if need < 0:
+        kv, bs = eng.kv, eng.kv.block_size
+        need = sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in plan.seqs)
+        eng.run = (plan, k, need)
+    return need

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from llmsim.metrics.histogram import LogHistogram
+from llmsim.metrics.pools import pool_summary
 from llmsim.metrics.summary import Overload, summarize
 
 
@@ -18,13 +19,16 @@ class SimResult:
     """``requests``: one row per request (see ``llmsim.metrics.REQUEST_COLUMNS``); ``steps``: one row per
     engine step; ``overloaded``: truthy with ``.reason`` when arrivals outpaced service; ``itl``: global
     inter-token-latency histogram; ``info``: resolved configuration and derived capacities (KV blocks per
-    replica, capacity bound, ...), JSON-able."""
+    replica, capacity bound, ...), JSON-able; ``pools``: pool name -> (role, replica indices);
+    ``transfers``: one row per KV transfer over a link (``llmsim.sim.links.TRANSFER_COLUMNS``)."""
 
     requests: pd.DataFrame
     steps: pd.DataFrame
     overloaded: Overload
     itl: LogHistogram
     info: Mapping[str, Any] = field(default_factory=dict)
+    pools: Mapping[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    transfers: pd.DataFrame | None = None
 
     def summary(self, slo: Mapping[str, float] | None = None) -> dict:
         """Flat JSON-able dict: latency percentiles, throughput, SLO attainment (``slo``: any of ``ttft_s``,
@@ -37,6 +41,8 @@ class SimResult:
             out["capacity_tokens_per_s"] = bound
             measured = out.get("computed_tokens_per_s") or 0.0
             out["within_capacity_bound"] = bool(measured <= bound * (1 + 1e-9))
+        if len(self.pools) > 1 or any(role != "mixed" for role, _ in self.pools.values()):
+            out.update(pool_summary(self.requests, self.steps, self.pools))
         out["cross_check_warnings"] = "; ".join(self._cross_check(out))
         out.update({k: v for k, v in self.info.items() if k not in out})
         return out
@@ -51,7 +57,11 @@ class SimResult:
             problems.append("KV blocks allocated != freed after every request ended")
         L, lw = out.get("littles_L"), out.get("littles_lambda_W")
         idles_with_queue = self.info.get("scheduler") == "static"  # its batching window has no steps to see
-        if L and lw and out.get("num_finished", 0) >= 100 and not idles_with_queue and abs(L - lw) > 0.1 * lw:
+        # steps do not see a disaggregated request between its prefill and its decode (waiting for blocks on
+        # the decode side, on the link), so L from steps undercounts there
+        in_transit = any(role == "prefill" for role, _ in self.pools.values())
+        if L and lw and out.get("num_finished", 0) >= 100 and not (idles_with_queue or in_transit) \
+                and abs(L - lw) > 0.1 * lw:
             problems.append(f"Little's law off by {abs(L - lw) / lw:.0%} (L={L:.4g}, lambda*W={lw:.4g})")
         for text in problems:
             warnings.warn(f"llmsim cross-check: {text}", RuntimeWarning, stacklevel=3)

@@ -232,3 +232,44 @@ def test_config_errors_name_the_field():
 def test_bad_policy_values_are_named(block, message):
     with pytest.raises(ConfigError, match=f"^x.yaml: scheduler: {message}"):
         SCHEDULERS.build(block, where="x.yaml: scheduler")
+
+
+def _until_preempted(sched, limit=100):
+    for _ in range(limit):
+        plan = sched.schedule()
+        if plan.preempted:
+            return plan
+        sched.commit(plan)
+        sched.check()
+    raise AssertionError("no preemption")
+
+
+def test_vllm_v1_priority_policy_orders_the_queue_and_preempts_the_least_urgent():
+    sched = make_sched({"kind": "vllm", "scheduling_policy": "priority"}, num_blocks=100)
+    low, mid, high = (make_seq(i, 16, arrival=0.1 * i, priority=p) for i, p in ((0, 2), (1, 1), (2, 0)))
+    for seq in (low, mid, high):
+        sched.add(seq)
+    assert sched.schedule().seqs == [high, mid, low]  # (priority, arrival) order, not arrival
+    fcfs = make_sched({"kind": "vllm"}, num_blocks=100)
+    a, b = make_seq(0, 16, arrival=0.0, priority=5), make_seq(1, 16, arrival=0.1, priority=0)
+    fcfs.add(a)
+    fcfs.add(b)
+    assert fcfs.schedule().seqs == [a, b]
+    # the low-priority request is admitted first and walked first; the urgent one, admitted last, runs short
+    # of a block: FCFS preempts the last admitted (the urgent one), priority the least urgent, taking it back
+    # out of the step it was already scheduled in
+    outcome = {}
+    for policy in ("fcfs", "priority"):
+        s = make_sched({"kind": "vllm", "scheduling_policy": policy}, num_blocks=5, block_size=16)
+        low, high = make_seq(0, 30, out=40, priority=1), make_seq(1, 20, out=50, arrival=0.1, priority=0)
+        s.add(low)
+        s.commit(s.schedule())
+        s.add(high)
+        plan = _until_preempted(s)
+        outcome[policy] = (plan.preempted[0].id, [q.id for q in plan.seqs], plan.num_tokens)
+    assert outcome["fcfs"] == (1, [0], 1)
+    assert outcome["priority"] == (0, [1], 1)  # low's decode token was taken back out of the plan
+    with pytest.raises(ConfigError, match="scheduling_policy"):
+        SCHEDULERS.build({"kind": "vllm", "scheduling_policy": "edf"})
+    with pytest.raises(ConfigError, match="v1 mode"):
+        SCHEDULERS.build({"kind": "vllm", "mode": "v0", "scheduling_policy": "priority"})

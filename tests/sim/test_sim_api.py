@@ -36,7 +36,7 @@ def test_custom_and_named_routers(cost_model, make_requests):
     assert set(res.requests["replica"]) == {0, 1}
     assert isinstance(LeastLoadedRouter(), Router)
     with pytest.raises(UnknownNameError, match="round_robin"):
-        simulate(reqs, model=MODEL, hardware=HARDWARE, router={"kind": "random"}, cost_model=cost_model)
+        simulate(reqs, model=MODEL, hardware=HARDWARE, router={"kind": "no_such_router"}, cost_model=cost_model)
 
 
 def test_closed_loop_callback_injects_the_next_request_after_think_time(cost_model):

@@ -24,6 +24,7 @@ POLICIES = [
     {"kind": "static", "max_batch_size": 4, "max_wait_s": 0.05},
     {"kind": "fastserve", "base_quantum": 2},
     {"kind": "sjf", "predictor_error": 0.7},
+    {"kind": "vllm", "scheduling_policy": "priority", "max_num_batched_tokens": 512},
 ]
 KV_KINDS = ["paged", "prefix", "contiguous"]
 
