@@ -161,6 +161,8 @@ def experiment_for(run: RealRun, data_dir: Path, engine: Any = "vllm-0.15", hard
         "max_model_len": run.max_model_len,
         "scheduler": {"kind": "vllm", "max_num_seqs": run.max_num_seqs,
                       "max_num_batched_tokens": run.max_num_batched_tokens},
+        # vLLM's data-parallel front end sends each request to the engine with the least work queued
+        "router": {"kind": "least_outstanding"},
         "workload": {
             "description": "inference-perf shared_prefix, constant-rate stages",
             "arrival": {"kind": "stages", "stages": stages, "cv": 0.0},
