@@ -44,6 +44,7 @@ class PrefixCacheKV(KVManager):
 
     name = "prefix"
     supports_prefix = True
+    in_block_decode_free = False  # allocate() registers a block that fills (cache_full_blocks)
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         super().__init__(num_blocks, block_size, watermark)

@@ -45,3 +45,21 @@ def test_the_timer_tabulates_plain_cost_models_only():
     rt = resolve_engine(load_engine("generic"), hw)
     assert StepTimer(CostModel(model, hw), rt)._fast is not None
     assert StepTimer(ExactOnly(model, hw), rt)._fast is None
+
+
+@pytest.mark.parametrize("kv_kind", ["paged", "contiguous"])
+def test_skipping_in_block_decode_allocations_changes_nothing(make_requests, monkeypatch, kv_kind):
+    """Sarathi's decodes-first pass skips ``allocate`` for decodes inside their last block; under KV pressure
+    (preemptions) the run equals the one that calls it for every sequence."""
+    from llmsim.kv.base import KV_MANAGERS
+
+    reqs = make_requests(60, 30.0, seed=9, mean_in=200, mean_out=150, max_in=600, max_out=400)
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", scheduler={"kind": "sarathi", "chunk_size": 128}, seed=1,
+              kv={"kind": kv_kind, "num_blocks": 120}, max_model_len=1024, check_invariants=True)
+    fast = simulate(reqs, **kw)
+    if kv_kind == "paged":
+        assert fast.requests["preemptions"].sum() > 0  # the cache really was short
+    monkeypatch.setattr(KV_MANAGERS.get(kv_kind), "in_block_decode_free", False)
+    slow = simulate(reqs, **kw)
+    assert fast.requests.to_csv() == slow.requests.to_csv()
+    assert fast.steps.to_csv() == slow.steps.to_csv()
