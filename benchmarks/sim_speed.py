@@ -9,7 +9,8 @@ time). Cases:
   lengths): most steps carry a prompt chunk; Vidur takes ~5.1 ms of CPU per request here;
 - ``trace1m``: a 1,000,000-request trace replay on one replica (``--trace-requests``): the Azure 2023
   conversation trace (shared data, 19,366 requests over ~1 h) repeated back to back, on ``single``'s replica
-  at twice the trace's speed (~10.8 req/s, about half its capacity);
+  at twice the trace's speed (~10.8 req/s, about half its capacity), without a row per step
+  (``record_steps=False``; ``--trace-steps`` keeps them);
 - ``mixed8``: 8 mixed replicas behind least-outstanding routing, 100,000 requests (``--cluster-requests``);
 - ``pd4x4``: 4 prefill + 4 decode replicas (InfiniBand 400 Gb/s per GPU, whole-cache transfers,
   least-outstanding decode routing), 100,000 requests.
@@ -23,7 +24,8 @@ requests_per_cpu_s=N steps_per_cpu_s=N realtime_factor=N peak_rss_mb=N bytes_per
 the single replica's; the target is <= 2).
 
     python benchmarks/sim_speed.py [--cases single,vidur,trace1m,mixed8,pd4x4] [--requests 10000]
-        [--cluster-requests 100000] [--trace-requests 1000000] [--load 0.8] [--seed 0] [--profile]
+        [--cluster-requests 100000] [--trace-requests 1000000] [--trace-steps] [--load 0.8] [--seed 0]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 VIDUR_YAML = HERE / "vidur_scenario.yaml"
 AZURE_CONV = HERE.parent.parent / "shared" / "data" / "traces" / "azure2023_conv.csv"
 TRACE_SPEED = 2.0
+TRACE_STEPS = [False]  # keep a row per step in the trace1m case (--trace-steps)
 
 
 def cluster(case: str) -> ClusterSpec:
@@ -123,8 +126,8 @@ def _simulate(case: str, n: int, rate: float, seed: int):
         return summary, len(steps), len(requests)
     spec = cluster(case)
     stream = trace_requests(n) if case == "trace1m" else make_requests(n, rate, seed)
-    res = simulate_cluster(spec, stream, seed=seed)
-    return res.summary(), len(res.steps), len(res.requests)
+    res = simulate_cluster(spec, stream, seed=seed, record_steps=case != "trace1m" or TRACE_STEPS[0])
+    return res.summary(), int(res.info.get("steps_simulated", len(res.steps))), len(res.requests)
 
 
 def _capacity(case: str, seed: int) -> float:
@@ -168,7 +171,7 @@ def _child(case: str, args) -> dict:
     """Run one case in a fresh interpreter (its own peak RSS); its result is the last stdout line (JSON)."""
     cmd = [sys.executable, __file__, "--one", case, "--requests", str(args.requests), "--cluster-requests",
            str(args.cluster_requests), "--trace-requests", str(args.trace_requests), "--load", str(args.load),
-           "--seed", str(args.seed)]
+           "--seed", str(args.seed)] + (["--trace-steps"] if args.trace_steps else [])
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
     lines = proc.stdout.rstrip().splitlines()
     print("\n".join(lines[:-1]), flush=True)
@@ -184,8 +187,10 @@ def main() -> None:
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--profile", action="store_true", help="cProfile the first case, print the top 25")
+    ap.add_argument("--trace-steps", action="store_true", help="trace1m: keep a row per step")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    TRACE_STEPS[0] = args.trace_steps
     if args.one:
         print(json.dumps(run_case(args.one, _requests_for(args.one, args), args.load, args.seed)))
         return

@@ -146,6 +146,15 @@ class PrefixCacheKV(KVManager):
 
     # --- verbs ---------------------------------------------------------------------------------------
     def allocate(self, seq: Seq, num_tokens: int) -> bool:
+        blocks = self._blocks.get(seq.key)
+        if blocks is not None:  # a running sequence grows (the general path below, for this case)
+            need = ceil_div(num_tokens, self.block_size) - len(blocks)
+            if need > self.num_free_blocks:
+                return False
+            if need > 0:
+                blocks.extend(self._take(need))
+            self._register(seq, min(num_tokens, seq.num_tokens) // self.block_size)
+            return True
         fresh = self._fresh(seq)
         if self.blocks_needed(seq, num_tokens) > self.num_free_blocks:
             return False

@@ -82,14 +82,17 @@ class RequestLog:
                           seq.num_emitted, seq.computed_total, req.slo_class, req.session_id, seq.prefill_replica,
                           seq.handoff_s, seq.transfer_s, seq.num_migrations))
 
-    def frame(self) -> pd.DataFrame:
-        """The table, sorted by request id (stable); the log stays usable (its arrays are not consumed)."""
+    def frame(self, release: bool = False) -> pd.DataFrame:
+        """The table, sorted by request id (stable). ``release``: empty the log column by column as the table
+        is built (the run's end: the rows are then held once, not twice)."""
         cols: dict[str, np.ndarray] = {}
-        for c, v in self._cols.items():
-            if c in self.OBJECT_COLUMNS:
-                cols[c] = np.asarray(v, dtype=object)
-            else:
-                cols[c] = _column(v, c in self.INT_COLUMNS)
+        for c in REQUEST_COLUMNS:
+            v = self._cols[c]
+            cols[c] = np.asarray(v, dtype=object) if c in self.OBJECT_COLUMNS else _column(v, c in self.INT_COLUMNS)
+            if release:
+                _empty(self._cols, c)
+        if release:
+            self._appenders = [self._cols[c].append for c in REQUEST_COLUMNS]
         return _sorted_frame(cols, ["id"])
 
 
@@ -118,6 +121,11 @@ def _typecode(log, column: str) -> str:
     if column not in log.INT_COLUMNS:
         return "d"
     return "q" if column in getattr(log, "WIDE_INT_COLUMNS", ()) else "i"
+
+
+def _empty(cols: dict, column: str) -> None:
+    old = cols[column]
+    cols[column] = [] if isinstance(old, list) else array(old.typecode)
 
 
 def _column(values: array, is_int: bool) -> np.ndarray:
@@ -164,24 +172,34 @@ def _pairs_ordered(prev: list[np.ndarray], nxt: list[np.ndarray]) -> bool:
 
 class StepLog:
     """Step rows, kept column-wise in compact typed arrays (a collapsed decode run extends them with its k
-    rows at once)."""
+    rows at once). ``keep_rows=False`` counts steps (``num_rows``) without keeping them: for runs too long to
+    hold a row per step (the table is then empty, and the summary's step statistics are None); the global
+    inter-token histogram is kept either way."""
 
     INT_COLUMNS = ("replica", "engine", "batch_size", "prefill_tokens", "decode_tokens", "padded_rows", "kv_blocks_used",
                    "kv_blocks_total", "queue_len", "num_in_system", "preempted", "swap_blocks")
 
-    def __init__(self) -> None:
+    def __init__(self, keep_rows: bool = True) -> None:
+        self.keep_rows = keep_rows
+        self.num_rows = 0
         self._cols: dict[str, array] = {c: array(_typecode(self, c)) for c in STEP_COLUMNS}
         self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
         self.itl = LogHistogram()
         self._gap_buffer: list[float] = []
 
     def step(self, row: tuple) -> None:
+        self.num_rows += 1
+        if not self.keep_rows:
+            return
         for append, value in zip(self._appenders, row, strict=True):
             append(value)
 
     def run(self, columns: dict) -> None:
         """Rows of a collapsed run: each value is a scalar (repeated) or an array of the run's length."""
         n = len(columns["duration_s"])
+        self.num_rows += n
+        if not self.keep_rows:
+            return
         for c in STEP_COLUMNS:
             v, col = columns[c], self._cols[c]
             if isinstance(v, np.ndarray):
@@ -201,7 +219,14 @@ class StepLog:
             self.itl.add(self._gap_buffer)
             self._gap_buffer = []
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, release: bool = False) -> pd.DataFrame:
+        """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``."""
         self.flush_gaps()
-        cols = {c: _column(v, c in self.INT_COLUMNS) for c, v in self._cols.items()}
+        cols = {}
+        for c in STEP_COLUMNS:
+            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS)
+            if release:
+                _empty(self._cols, c)
+        if release:
+            self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
         return _sorted_frame(cols, ["start_s", "replica", "engine"])

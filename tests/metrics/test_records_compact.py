@@ -65,3 +65,19 @@ def test_tables_equal_a_stable_sort_whether_or_not_rows_arrive_in_order():
         keys = ["start_s", "replica", "engine"]
         want = pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)
         pd.testing.assert_frame_equal(_sorted_frame(cols, keys), want)
+
+
+def test_runs_without_step_rows_keep_every_request_prediction():
+    from llmsim.sim import simulate
+    from tests.sim.conftest import generate_requests
+
+    reqs = generate_requests(80, 20.0, seed=3)
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", seed=0)
+    full, lean = simulate(reqs, **kw), simulate(reqs, record_steps=False, **kw)
+    assert full.requests.to_csv() == lean.requests.to_csv()
+    assert len(lean.steps) == 0 and list(lean.steps.columns) == list(STEP_COLUMNS)
+    assert lean.info["steps_simulated"] == len(full.steps)
+    a, b = full.summary(), lean.summary()
+    for key in ("ttft_p99_s", "tpot_p50_s", "itl_p99_s", "throughput_rps", "e2e_p50_s"):
+        assert a[key] == b[key], key
+    assert b["kv_utilization_mean"] is None and b["mfu"] is None
