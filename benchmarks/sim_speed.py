@@ -126,7 +126,8 @@ def _simulate(case: str, n: int, rate: float, seed: int):
         return summary, len(steps), len(requests)
     spec = cluster(case)
     stream = trace_requests(n) if case == "trace1m" else make_requests(n, rate, seed)
-    res = simulate_cluster(spec, stream, seed=seed, record_steps=case != "trace1m" or TRACE_STEPS[0])
+    lean = {"record_steps": False} if case == "trace1m" and not TRACE_STEPS[0] else {}
+    res = simulate_cluster(spec, stream, seed=seed, **lean)
     return res.summary(), int(res.info.get("steps_simulated", len(res.steps))), len(res.requests)
 
 
