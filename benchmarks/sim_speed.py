@@ -1,30 +1,43 @@
-"""Simulator speed: llama-3.1-8b on h100-sxm, vLLM v1, gamma arrivals (CV 2) at ~80 % of capacity, lengths
-like the Azure LLM conversation trace (lognormal, mean ~1,150 in / ~210 out). Three cases:
+"""Simulator speed, in CPU seconds (``time.process_time``: other load on the machine matters less than wall
+time). Cases:
 
-- ``single``: one replica, 10,000 requests (``--requests``);
-- ``mixed8``: a cluster of 8 mixed replicas behind least-outstanding routing, 100,000 requests
-  (``--cluster-requests``);
+- ``single``: llama-3.1-8b on h100-sxm, vLLM v1, gamma arrivals (CV 2) at ~80 % of capacity, lengths like
+  the Azure LLM conversation trace (lognormal, mean ~1,150 in / ~210 out), 10,000 requests (``--requests``):
+  the favourable case (decode runs collapse);
+- ``vidur``: Vidur's own scenario, ``benchmarks/vidur_scenario.yaml`` run as ``llmsim run`` runs a point
+  (Llama-2-70B TP2 on A100-80GB, Sarathi chunk 512, Poisson 1 req/s, 10,000 requests with Azure-conversation
+  lengths): most steps carry a prompt chunk; Vidur takes ~5.1 ms of CPU per request here;
+- ``trace1m``: a 1,000,000-request trace replay on one replica (``--trace-requests``): the Azure 2023
+  conversation trace (shared data, 19,366 requests over ~1 h) repeated back to back, on ``single``'s replica
+  at twice the trace's speed (~10.8 req/s, about half its capacity), without a row per step
+  (``record_steps=False``; ``--trace-steps`` keeps them);
+- ``mixed8``: 8 mixed replicas behind least-outstanding routing, 100,000 requests (``--cluster-requests``);
 - ``pd4x4``: 4 prefill + 4 decode replicas (InfiniBand 400 Gb/s per GPU, whole-cache transfers,
   least-outstanding decode routing), 100,000 requests.
 
-Capacity is measured first (untimed) by a saturated run of each case; then the timed run at 80 % of it.
-Prints wall seconds, simulated requests / steps per wall second, simulated time / wall time and peak RSS
-per case, and ends with ``sim_speed: requests_per_s=N steps_per_s=N realtime_factor=N peak_rss_mb=N
-mixed8_requests_per_s=N pd4x4_requests_per_s=N cluster_cost_ratio=N`` (the largest CPU time per request
-of a cluster case over the single replica's, CPU rather than wall time so that other load on the machine
-matters less; the target is <= 2). Reference: Vidur simulates 10,000
-requests in ~21 s (~500 requests and ~4,700 steps per wall second).
+Capacity of the synthetic cases is measured first (untimed) by a saturated run; then the timed run at 80 % of
+it. Each case runs in its own process (so peak RSS is its own). Per case it prints simulated requests and
+steps per CPU second, simulated time / CPU time, peak RSS and bytes per request (peak RSS over the process's
+RSS before the run, divided by the requests), then a last line per case ``sim_speed[CASE]:
+requests_per_cpu_s=N steps_per_cpu_s=N realtime_factor=N peak_rss_mb=N bytes_per_request=N``; with
+``single`` and a cluster case, ``cluster_cost_ratio`` (the largest CPU time per request of a cluster case over
+the single replica's; the target is <= 2).
 
-    python benchmarks/sim_speed.py [--requests 10000] [--cluster-requests 100000] [--cases single,mixed8,pd4x4]
-        [--load 0.8] [--seed 0] [--profile]
+    python benchmarks/sim_speed.py [--cases single,vidur,trace1m,mixed8,pd4x4] [--requests 10000]
+        [--cluster-requests 100000] [--trace-requests 1000000] [--trace-steps] [--load 0.8] [--seed 0]
+        [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -34,14 +47,19 @@ from llmsim.workload.request import Request
 
 MODEL, HARDWARE = "llama-3.1-8b", "h100-sxm"
 SCHEDULER = {"kind": "vllm", "mode": "v1"}
-CASES = ("single", "mixed8", "pd4x4")
+CASES = ("single", "vidur", "trace1m", "mixed8", "pd4x4")
+HERE = Path(__file__).resolve().parent
+VIDUR_YAML = HERE / "vidur_scenario.yaml"
+AZURE_CONV = HERE.parent.parent / "shared" / "data" / "traces" / "azure2023_conv.csv"
+TRACE_SPEED = 2.0
+TRACE_STEPS = [False]  # keep a row per step in the trace1m case (--trace-steps)
 
 
 def cluster(case: str) -> ClusterSpec:
     def pool(name: str, role: str, n: int):
         return pool_spec(name, role, n, model=MODEL, hardware=HARDWARE, scheduler=SCHEDULER)
 
-    if case == "single":
+    if case in ("single", "trace1m"):
         return ClusterSpec((pool("default", "mixed", 1),))
     if case == "mixed8":
         return ClusterSpec((pool("m", "mixed", 8),), router={"kind": "least_outstanding"})
@@ -68,6 +86,18 @@ def make_requests(n: int, rate: float, seed: int, cv: float = 2.0) -> Iterator[R
     return (Request(i, float(t[i]), int(ins[i]), int(outs[i])) for i in range(n))
 
 
+def trace_requests(n: int, speed: float = TRACE_SPEED) -> Iterator[Request]:
+    """The Azure 2023 conversation trace replayed ``speed`` times faster, repeated back to back (each copy
+    starts one mean gap after the previous one ends) until ``n`` requests; yielded lazily."""
+    from llmsim.workload.traces import load_trace
+
+    trace = load_trace(AZURE_CONV)
+    t, ins, outs = trace.arrival_s / speed, trace.input_tokens, trace.output_tokens
+    period = float(t[-1]) + float(t[-1]) / max(len(t) - 1, 1)
+    m = len(t)
+    return (Request(i, float(t[i % m]) + (i // m) * period, int(ins[i % m]), int(outs[i % m])) for i in range(n))
+
+
 def capacity_rps(spec: ClusterSpec, seed: int, n: int) -> float:
     """Saturated throughput: everyone arrives at once, requests/s while the queue is never empty."""
     reqs = [Request(r.id, 0.0, r.input_tokens, r.output_tokens) for r in make_requests(n, 1.0, seed + 1)]
@@ -77,39 +107,94 @@ def capacity_rps(spec: ClusterSpec, seed: int, n: int) -> float:
     return len(busy) / float(busy["finish_s"].max())
 
 
-def run_case(case: str, n: int, load: float, seed: int) -> dict:
+def rss_bytes() -> int:
+    """Resident set size now (Linux /proc), in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def _simulate(case: str, n: int, rate: float, seed: int):
+    """(summary dict, number of steps, number of requests) of the case's timed run; workload generation is
+    lazy and interleaved with the simulation (timed too, as a user's run would pay for it)."""
+    if case == "vidur":
+        from llmsim.experiment.point import run_point
+        from llmsim.experiment.runner import _coerce
+        from llmsim.experiment.sweep import expand
+
+        cfg, base, where, _ = _coerce(VIDUR_YAML, None, (f"stop.num_requests={n}",))
+        summary, requests, steps = run_point(expand(cfg, base, where)[0])
+        return summary, len(steps), len(requests)
+    spec = cluster(case)
+    stream = trace_requests(n) if case == "trace1m" else make_requests(n, rate, seed)
+    lean = {"record_steps": False} if case == "trace1m" and not TRACE_STEPS[0] else {}
+    res = simulate_cluster(spec, stream, seed=seed, **lean)
+    return res.summary(), int(res.info.get("steps_simulated", len(res.steps))), len(res.requests)
+
+
+def _capacity(case: str, seed: int) -> float:
     spec = cluster(case)
     replicas = sum(p.replicas for p in spec.pools)
     cap = capacity_rps(spec, seed, 3000 if replicas == 1 else 1500 * replicas)
-    rate = load * cap
-    print(f"[{case}] capacity ~{cap:.2f} req/s; arrival rate {rate:.2f} req/s; {n} requests")
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = simulate_cluster(spec, make_requests(n, rate, seed), seed=seed)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    s = res.summary()
-    r = res.requests
-    steps = len(res.steps)
-    sim_s = float(res.info["end_s"])
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"[{case}] mean input {r['input_tokens'].mean():.0f} tokens, mean output {r['output_tokens'].mean():.0f}")
-    print(f"[{case}] wall {wall:.2f} s; {n / wall:.0f} requests/s; {steps} steps, {steps / wall:.0f} steps/s; "
-          f"simulated {sim_s:.1f} s ({sim_s / wall:.1f}x real time); CPU {cpu:.2f} s; peak RSS {peak_mb:.0f} MB")
+    print(f"[{case}] capacity ~{cap:.2f} req/s", flush=True)
+    return cap
+
+
+def run_case(case: str, n: int, load: float, seed: int) -> dict:
+    rate = load * _capacity(case, seed) if case not in ("vidur", "trace1m") else 0.0  # untimed
+    rss0 = rss_bytes()
+    c0 = time.process_time()
+    s, steps, n_done = _simulate(case, n, rate, seed)
+    cpu = time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sim_s = float(s.get("end_s") or s.get("duration_s") or 0.0)
+    out = {"case": case, "requests": n_done, "cpu_s": cpu, "requests_per_cpu_s": n_done / cpu,
+           "steps": steps, "steps_per_cpu_s": steps / cpu, "realtime_factor": sim_s / cpu,
+           "peak_rss_mb": peak / 2**20, "bytes_per_request": max(0, peak - rss0) / max(n_done, 1),
+           "cpu_ms_per_request": cpu / n_done * 1e3}
+    print(f"[{case}] {n_done} requests, {steps} steps, simulated {sim_s:.0f} s in {cpu:.2f} CPU s: "
+          f"{out['requests_per_cpu_s']:.0f} requests/CPU-s ({out['cpu_ms_per_request']:.3f} ms each), "
+          f"{out['steps_per_cpu_s']:.0f} steps/CPU-s, {out['realtime_factor']:.0f}x real time; peak RSS "
+          f"{out['peak_rss_mb']:.0f} MiB, {out['bytes_per_request']:.0f} B per request")
     print(f"[{case}] throughput {s['throughput_rps']:.2f} req/s, TTFT p50 {s['ttft_p50_s']:.3f} s p99 "
-          f"{s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.1f} ms, overloaded={s['overloaded']}, "
-          f"cost-model calls {s['cost_calls']}")
-    return {"requests_per_s": n / wall, "steps_per_s": steps / wall, "realtime": sim_s / wall, "rss": peak_mb,
-            "cpu_per_request": cpu / n}
+          f"{s['ttft_p99_s']:.3f} s, TPOT p50 {s['tpot_p50_s'] * 1e3:.1f} ms, overloaded={s['overloaded']}")
+    print(f"sim_speed[{case}]: requests_per_cpu_s={out['requests_per_cpu_s']:.0f} "
+          f"steps_per_cpu_s={out['steps_per_cpu_s']:.0f} realtime_factor={out['realtime_factor']:.1f} "
+          f"peak_rss_mb={out['peak_rss_mb']:.0f} bytes_per_request={out['bytes_per_request']:.0f}", flush=True)
+    return out
+
+
+def _requests_for(case: str, args) -> int:
+    return {"single": args.requests, "vidur": args.requests, "trace1m": args.trace_requests}.get(
+        case, args.cluster_requests)
+
+
+def _child(case: str, args) -> dict:
+    """Run one case in a fresh interpreter (its own peak RSS); its result is the last stdout line (JSON)."""
+    cmd = [sys.executable, __file__, "--one", case, "--requests", str(args.requests), "--cluster-requests",
+           str(args.cluster_requests), "--trace-requests", str(args.trace_requests), "--load", str(args.load),
+           "--seed", str(args.seed)] + (["--trace-steps"] if args.trace_steps else [])
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+    lines = proc.stdout.rstrip().splitlines()
+    print("\n".join(lines[:-1]), flush=True)
+    return json.loads(lines[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--cluster-requests", type=int, default=100_000)
+    ap.add_argument("--trace-requests", type=int, default=1_000_000)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="cProfile the first case, print the top 25")
+    ap.add_argument("--trace-steps", action="store_true", help="trace1m: keep a row per step")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    TRACE_STEPS[0] = args.trace_steps
+    if args.one:
+        print(json.dumps(run_case(args.one, _requests_for(args.one, args), args.load, args.seed)))
+        return
     cases = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(cases) - set(CASES))
     if unknown:
@@ -119,23 +204,15 @@ def main() -> None:
         import pstats
 
         case = cases[0]
-        n = args.requests if case == "single" else args.cluster_requests
-        cProfile.runctx("run_case(case, n, args.load, args.seed)", globals(), {"case": case, "n": n, "args": args},
-                        "/tmp/sim_speed.prof")
+        cProfile.runctx("run_case(case, n, args.load, args.seed)", globals(),
+                        {"case": case, "n": _requests_for(case, args), "args": args}, "/tmp/sim_speed.prof")
         pstats.Stats("/tmp/sim_speed.prof").sort_stats("tottime").print_stats(25)
         return
-    out = {c: run_case(c, args.requests if c == "single" else args.cluster_requests, args.load, args.seed)
-           for c in cases}
-    parts = []
-    if "single" in out:
-        o = out["single"]
-        parts += [f"requests_per_s={o['requests_per_s']:.0f}", f"steps_per_s={o['steps_per_s']:.0f}",
-                  f"realtime_factor={o['realtime']:.1f}", f"peak_rss_mb={o['rss']:.0f}"]
-    parts += [f"{c}_requests_per_s={out[c]['requests_per_s']:.0f}" for c in cases if c != "single"]
-    if "single" in out and len(out) > 1:
-        ratio = max(out[c]["cpu_per_request"] for c in out if c != "single") / out["single"]["cpu_per_request"]
-        parts.append(f"cluster_cost_ratio={ratio:.2f}")
-    print("sim_speed: " + " ".join(parts))
+    out = {c: _child(c, args) for c in cases}
+    if "single" in out and set(out) & {"mixed8", "pd4x4"}:
+        ratio = max(out[c]["cpu_ms_per_request"] for c in out if c in ("mixed8", "pd4x4")) / \
+            out["single"]["cpu_ms_per_request"]
+        print(f"sim_speed: cluster_cost_ratio={ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from llmsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GPU_POINTS = {
     "prefill": [(1, 128), (1, 512), (1, 2048), (1, 4096), (4, 512), (8, 1024), (16, 512)],
@@ -83,6 +84,8 @@ def measure_points(torch: Any, fwd: Any, harness: Any, points: dict[str, list[tu
 
 
 def predict(rows: list[dict], model, hardware, dtype: str) -> pd.DataFrame:
+    import pandas as pd  # only when validating (``llmsim --help`` stays light)
+
     from llmsim.cost import CostModel
     from llmsim.specs import Precision
 

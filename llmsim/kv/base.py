@@ -29,6 +29,10 @@ class KVManager:
 
     name = "base"
     supports_prefix = False
+    # True if ``allocate(seq, c + 1)`` of a running sequence with ``c = seq.num_computed`` not a multiple of
+    # the block size never changes anything (its blocks already cover the token; no other state kept), so a
+    # scheduler may skip the call. A subclass whose ``allocate`` does more (prefix registration) says False.
+    in_block_decode_free = True
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         if not isinstance(num_blocks, int) or num_blocks < 1:

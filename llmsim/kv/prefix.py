@@ -44,6 +44,7 @@ class PrefixCacheKV(KVManager):
 
     name = "prefix"
     supports_prefix = True
+    in_block_decode_free = False  # allocate() registers a block that fills (cache_full_blocks)
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         super().__init__(num_blocks, block_size, watermark)
@@ -71,9 +72,21 @@ class PrefixCacheKV(KVManager):
     def _block_hashes(self, seq: Seq, count: int) -> list[int]:
         """Chained hashes of the first ``count`` blocks of ``seq`` (computed once, extended as it grows)."""
         hashes = self._hashes.setdefault(seq.key, [])
+        start = len(hashes)
+        if start >= count:
+            return hashes
         parent = hashes[-1] if hashes else 0
-        for j in range(len(hashes), count):
-            parent = hash((parent, self._content(seq, j)))
+        req, bs = seq.req, self.block_size
+        ids, own = req.prefix_hashes, -1 - seq.key
+        if not ids:  # every block is this request's own content (``_content``, inlined: a hot loop)
+            for _ in range(start, count):
+                parent = hash((parent, own))
+                hashes.append(parent)
+            return hashes
+        chunk, n_ids = req.prefix_chunk_tokens, len(ids)
+        for j in range(start, count):
+            c = ((j + 1) * bs - 1) // chunk
+            parent = hash((parent, ids[c] if c < n_ids else own))
             hashes.append(parent)
         return hashes
 
@@ -133,6 +146,15 @@ class PrefixCacheKV(KVManager):
 
     # --- verbs ---------------------------------------------------------------------------------------
     def allocate(self, seq: Seq, num_tokens: int) -> bool:
+        blocks = self._blocks.get(seq.key)
+        if blocks is not None:  # a running sequence grows (the general path below, for this case)
+            need = ceil_div(num_tokens, self.block_size) - len(blocks)
+            if need > self.num_free_blocks:
+                return False
+            if need > 0:
+                blocks.extend(self._take(need))
+            self._register(seq, min(num_tokens, seq.num_tokens) // self.block_size)
+            return True
         fresh = self._fresh(seq)
         if self.blocks_needed(seq, num_tokens) > self.num_free_blocks:
             return False
@@ -161,19 +183,23 @@ class PrefixCacheKV(KVManager):
     def _take(self, n: int) -> list[int]:
         """``n`` blocks from the head of the free queue, dropping the cached hashes they held."""
         out = []
-        free, hashes, ref = self._free, self._hash, self._ref
+        free, hashes, ref, cached = self._free, self._hash, self._ref, self._cached
+        pop, add = free.popitem, out.append
+        evicted = 0
         for _ in range(n):
-            b, _ = free.popitem(last=False)
+            b = pop(last=False)[0]
             h = hashes[b]
             if h is not None:
-                holders = self._cached[h]
-                holders.remove(b)
-                if not holders:
-                    del self._cached[h]
+                holders = cached[h]
+                if len(holders) == 1:
+                    del cached[h]
+                else:
+                    holders.remove(b)
                 hashes[b] = None
-                self.num_evicted += 1
+                evicted += 1
             ref[b] = 1
-            out.append(b)
+            add(b)
+        self.num_evicted += evicted
         self.num_free_blocks -= n
         self.num_allocated += n
         return out
@@ -185,10 +211,15 @@ class PrefixCacheKV(KVManager):
             return
         blocks = self._blocks[seq.key]
         hashes = self._block_hashes(seq, full)
+        block_hash, cached = self._hash, self._cached
         for j in range(done, full):
             b, h = blocks[j], hashes[j]
-            self._hash[b] = h
-            self._cached.setdefault(h, []).append(b)
+            block_hash[b] = h
+            holders = cached.get(h)
+            if holders is None:
+                cached[h] = [b]
+            else:
+                holders.append(b)
         self._num_cached[seq.key] = full
 
     def free(self, seq: Seq) -> int:
@@ -202,10 +233,12 @@ class PrefixCacheKV(KVManager):
         if seq.status == "finished":  # a preempted request looks its own blocks up again; a finished one not
             self._hashes.pop(seq.key, None)
         released = 0
+        ref, free = self._ref, self._free
         for b in reversed(blocks):  # tail first: the deepest blocks are evicted first
-            self._ref[b] -= 1
-            if self._ref[b] == 0:
-                self._free[b] = None
+            r = ref[b] - 1
+            ref[b] = r
+            if r == 0:
+                free[b] = None
                 released += 1
         self.num_free_blocks += released
         self.num_freed += released

@@ -2,6 +2,9 @@
 
 Memory is bounded by active requests plus one row per finished request and per step: per-token gaps
 live on the sequence only while it runs, and the global inter-token distribution is a fixed histogram.
+Rows are kept column-wise in typed arrays: 8-byte floats, 4-byte counts (``array('i')``), 8-byte ids, one
+shared reference per text field (~196 bytes per request, 80 per step); the tables are built once, column by
+column, releasing each array as it is copied out.
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ class RequestLog:
     INT_COLUMNS = ("id", "replica", "input_tokens", "output_tokens", "preemptions", "prefix_hit_tokens",
                    "emitted_tokens", "computed_tokens", "prefill_replica", "migrations")
 
+    WIDE_INT_COLUMNS = ("id",)  # any integer a trace uses; the other counts fit in 32 bits
+
     def __init__(self, frontend_overhead_s: float = 0.0) -> None:
         self.frontend_overhead_s = frontend_overhead_s
-        # column-wise: 8 bytes per number (plus shared strings) per request, not a tuple of boxed floats
-        self._cols: dict[str, list | array] = {c: [] if c in self.OBJECT_COLUMNS else array("d")
+        # column-wise: typed numbers (plus shared strings) per request, not a tuple of boxed floats
+        self._cols: dict[str, list | array] = {c: [] if c in self.OBJECT_COLUMNS else array(_typecode(self, c))
                                                for c in REQUEST_COLUMNS}
         self._appenders = [self._cols[c].append for c in REQUEST_COLUMNS]
 
@@ -77,16 +82,18 @@ class RequestLog:
                           seq.num_emitted, seq.computed_total, req.slo_class, req.session_id, seq.prefill_replica,
                           seq.handoff_s, seq.transfer_s, seq.num_migrations))
 
-    def frame(self) -> pd.DataFrame:
-        cols: dict[str, np.ndarray | list] = {}
-        for c, v in self._cols.items():
-            if c in self.OBJECT_COLUMNS:
-                cols[c] = np.asarray(v, dtype=object)
-            else:
-                arr = np.frombuffer(v, dtype=np.float64) if len(v) else np.empty(0)
-                cols[c] = arr.astype(np.int64) if c in self.INT_COLUMNS else arr.copy()
-        df = pd.DataFrame(cols)
-        return df.sort_values("id", kind="stable").reset_index(drop=True)
+    def frame(self, release: bool = False) -> pd.DataFrame:
+        """The table, sorted by request id (stable). ``release``: empty the log column by column as the table
+        is built (the run's end: the rows are then held once, not twice)."""
+        cols: dict[str, np.ndarray] = {}
+        for c in REQUEST_COLUMNS:
+            v = self._cols[c]
+            cols[c] = np.asarray(v, dtype=object) if c in self.OBJECT_COLUMNS else _column(v, c in self.INT_COLUMNS)
+            if release:
+                _empty(self._cols, c)
+        if release:
+            self._appenders = [self._cols[c].append for c in REQUEST_COLUMNS]
+        return _sorted_frame(cols, ["id"])
 
 
 def _gaps_array(gaps: list[float], runs: list) -> np.ndarray:
@@ -110,32 +117,96 @@ def _quantiles(sorted_gaps: np.ndarray) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def _typecode(log, column: str) -> str:
+    if column not in log.INT_COLUMNS:
+        return "d"
+    return "q" if column in getattr(log, "WIDE_INT_COLUMNS", ()) else "i"
+
+
+def _empty(cols: dict, column: str) -> None:
+    old = cols[column]
+    cols[column] = [] if isinstance(old, list) else array(old.typecode)
+
+
+def _column(values: array, is_int: bool) -> np.ndarray:
+    """A typed array's values as a new numpy column (int64 for counts, float64 otherwise)."""
+    if not len(values):
+        return np.empty(0, dtype=np.int64 if is_int else np.float64)
+    arr = np.frombuffer(values, dtype={"d": np.float64, "i": np.int32, "q": np.int64}[values.typecode])
+    return arr.astype(np.int64 if is_int else np.float64)  # a copy: the log's buffer may grow again
+
+
+def _sorted_frame(cols: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
+    """``pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)``, with no reorder copy
+    when the rows are already in that order (one replica's steps are)."""
+    if _is_sorted([cols[k] for k in keys]):
+        return pd.DataFrame(cols)
+    return pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def _is_sorted(keys: list[np.ndarray]) -> bool:
+    """Whether rows are in non-decreasing lexicographic order of ``keys`` (then a stable sort keeps them)."""
+    first = keys[0]
+    if first.size < 2 or first.dtype == object:
+        return first.size < 2
+    d = np.diff(first)
+    if (d < 0).any():
+        return False
+    if len(keys) == 1 or (d > 0).all():
+        return True
+    tie = d == 0  # rows equal on the first key: the rest must be ordered there
+    rest = [k[1:][tie] for k in keys[1:]]
+    prev = [k[:-1][tie] for k in keys[1:]]
+    return _pairs_ordered(prev, rest)
+
+
+def _pairs_ordered(prev: list[np.ndarray], nxt: list[np.ndarray]) -> bool:
+    """Each (prev[i], nxt[i]) row pair is in lexicographic order over the key columns."""
+    undecided = np.ones(prev[0].size, dtype=bool)
+    for a, b in zip(prev, nxt, strict=True):
+        if (undecided & (b < a)).any():
+            return False
+        undecided &= b == a
+    return True
+
+
 class StepLog:
-    """Step rows, kept column-wise in compact float arrays (a collapsed decode run extends them with its k
-    rows at once)."""
+    """Step rows, kept column-wise in compact typed arrays (a collapsed decode run extends them with its k
+    rows at once). ``keep_rows=False`` counts steps (``num_rows``) without keeping them: for runs too long to
+    hold a row per step (the table is then empty, and the summary's step statistics are None); the global
+    inter-token histogram is kept either way."""
 
     INT_COLUMNS = ("replica", "engine", "batch_size", "prefill_tokens", "decode_tokens", "padded_rows", "kv_blocks_used",
                    "kv_blocks_total", "queue_len", "num_in_system", "preempted", "swap_blocks")
 
-    def __init__(self) -> None:
-        self._cols: dict[str, array] = {c: array("d") for c in STEP_COLUMNS}
+    def __init__(self, keep_rows: bool = True) -> None:
+        self.keep_rows = keep_rows
+        self.num_rows = 0
+        self._cols: dict[str, array] = {c: array(_typecode(self, c)) for c in STEP_COLUMNS}
         self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
         self.itl = LogHistogram()
         self._gap_buffer: list[float] = []
 
     def step(self, row: tuple) -> None:
+        self.num_rows += 1
+        if not self.keep_rows:
+            return
         for append, value in zip(self._appenders, row, strict=True):
             append(value)
 
     def run(self, columns: dict) -> None:
         """Rows of a collapsed run: each value is a scalar (repeated) or an array of the run's length."""
         n = len(columns["duration_s"])
+        self.num_rows += n
+        if not self.keep_rows:
+            return
         for c in STEP_COLUMNS:
-            v = columns[c]
+            v, col = columns[c], self._cols[c]
             if isinstance(v, np.ndarray):
-                self._cols[c].frombytes(np.ascontiguousarray(v, dtype=np.float64).tobytes())
+                dtype = np.int32 if col.typecode == "i" else np.float64
+                col.frombytes(np.ascontiguousarray(v, dtype=dtype).tobytes())
             else:
-                self._cols[c].extend([float(v)] * n)
+                col.extend([int(v) if col.typecode == "i" else float(v)] * n)
 
     def gaps(self, values: list[float]) -> None:
         """Inter-token gaps for the global distribution (buffered, binned in bulk)."""
@@ -148,10 +219,14 @@ class StepLog:
             self.itl.add(self._gap_buffer)
             self._gap_buffer = []
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, release: bool = False) -> pd.DataFrame:
+        """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``."""
         self.flush_gaps()
-        cols = {c: np.frombuffer(v, dtype=np.float64) if len(v) else np.empty(0) for c, v in self._cols.items()}
-        for c in self.INT_COLUMNS:
-            cols[c] = cols[c].astype(np.int64)
-        df = pd.DataFrame(cols)
-        return df.sort_values(["start_s", "replica", "engine"], kind="stable").reset_index(drop=True)
+        cols = {}
+        for c in STEP_COLUMNS:
+            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS)
+            if release:
+                _empty(self._cols, c)
+        if release:
+            self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
+        return _sorted_frame(cols, ["start_s", "replica", "engine"])

@@ -8,6 +8,7 @@ knobs (chunking, what is reserved on admission, watermark, order of the running 
 
 from __future__ import annotations
 
+from llmsim.kv.base import KVManager
 from llmsim.sched.base import Scheduler, _positive_int
 from llmsim.sched.cudagraph import padded_size
 from llmsim.sched.plan import Plan
@@ -53,7 +54,11 @@ class IterationScheduler(Scheduler):
     def _running_order(self) -> list[Seq]:
         if not self.decodes_first:
             return list(self.running)
-        return [s for s in self.running if s.is_decoding] + [s for s in self.running if not s.is_decoding]
+        decodes: list[Seq] = []
+        others: list[Seq] = []
+        for s in self.running:  # Seq.is_decoding, inlined (hot loop)
+            (decodes if s.num_computed == s.num_tokens - 1 and s.num_emitted > 0 else others).append(s)
+        return decodes + others
 
     def _chunk(self, seq: Seq, budget: int) -> int:
         n = seq.num_tokens - seq.num_computed
@@ -110,10 +115,20 @@ class IterationScheduler(Scheduler):
         return True
 
     def _schedule_reordered(self, plan: Plan, budget: int, scheduled: set[int]) -> int:
+        kv = self.kv
+        bs = kv.block_size
+        # a decode inside its last block takes no block: allocate() would change nothing (KVManager docstring)
+        in_place = kv.in_block_decode_free and type(kv).allocate is KVManager.allocate
         for seq in self._running_order():
             if budget <= 0:
                 break
             if seq.status is not RUNNING:  # preempted earlier in this step
+                continue
+            c = seq.num_computed
+            if in_place and c % bs and seq.num_tokens - c == 1 and seq.num_emitted:
+                plan.add_decode(seq)
+                scheduled.add(seq.key)
+                budget -= 1
                 continue
             n = self._chunk(seq, budget)
             if not self._grow_or_preempt(seq, seq.num_computed + n, plan, scheduled):

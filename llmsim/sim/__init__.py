@@ -22,11 +22,20 @@ live migration is ``llmsim.sim.migrate``. Routers and migration policies are pur
 name from ``llmsim.sched.SCHEDULERS`` and ``llmsim.kv.KV_MANAGERS``.
 """
 
-from llmsim.sim.cluster import simulate_cluster
-from llmsim.sim.result import SimResult
-from llmsim.sim.router import ROUTERS, LeastLoadedRouter, RoundRobinRouter, Router
-from llmsim.sim.simulate import simulate
-from llmsim.sim.spec import ClusterSpec, LinkSpec, PoolSpec, pool_spec
+from typing import TYPE_CHECKING
 
+from llmsim.lazy import lazy_exports
+
+_EXPORTS = {"simulate_cluster": "cluster", "SimResult": "result", "ROUTERS": "router", "LeastLoadedRouter": "router",
+            "RoundRobinRouter": "router", "Router": "router", "simulate": "simulate", "ClusterSpec": "spec",
+            "LinkSpec": "spec", "PoolSpec": "spec", "pool_spec": "spec"}
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())  # SimPy and pandas only when a name is used
 __all__ = ["ROUTERS", "ClusterSpec", "LeastLoadedRouter", "LinkSpec", "PoolSpec", "RoundRobinRouter", "Router",
            "SimResult", "pool_spec", "simulate", "simulate_cluster"]
+
+if TYPE_CHECKING:
+    from llmsim.sim.cluster import simulate_cluster
+    from llmsim.sim.result import SimResult
+    from llmsim.sim.router import ROUTERS, LeastLoadedRouter, RoundRobinRouter, Router
+    from llmsim.sim.simulate import simulate
+    from llmsim.sim.spec import ClusterSpec, LinkSpec, PoolSpec, pool_spec

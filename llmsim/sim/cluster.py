@@ -39,7 +39,8 @@ ArrivalsCallback = Callable[[Request, float], Iterable[Request]]
 
 def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: int = 0,
                      max_time_s: float | None = None, arrivals_callback: ArrivalsCallback | None = None,
-                     closed_loop: Any = None, max_run_steps: int = 256, check_invariants: bool = False) -> SimResult:
+                     closed_loop: Any = None, max_run_steps: int = 256, check_invariants: bool = False,
+                     record_steps: bool = True) -> SimResult:
     """Simulate ``spec`` serving ``requests`` (non-decreasing ``arrival_s``); the keyword arguments mean what
     they mean for ``simulate``. ``seed`` seeds the request-noise generator and, separately, the routers'."""
     env = simpy.Environment()
@@ -47,7 +48,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     entry = [p for p in spec.pools if p.role != "decode"]
     emitter = next(p for p in spec.pools if p.role != "prefill")  # streams the tokens the client sees
     req_log = RequestLog(spec.frontend_overhead_s + emitter.deployment.runtime.frontend.token_s)
-    step_log = StepLog()
+    step_log = StepLog(keep_rows=record_steps)
     feeder = _Feeder(env, _build_router(spec.router, "router", seed, 1), rng, arrivals_callback,
                      entry[0].deployment.runtime.frontend.request_s)
     replicas = _build_replicas(env, spec, step_log, req_log, feeder.on_end, max_run_steps, check_invariants)
@@ -70,9 +71,11 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
         handoff.report_unfinished()
     for m in migrators:
         m.report_unfinished(req_log)
-    requests_df, steps_df = req_log.frame(), step_log.frame()
+    requests_df, steps_df = req_log.frame(release=True), step_log.frame(release=True)
     overload = detect_overload(requests_df, steps_df, unfinished, env.now)
     info = _info(spec, replicas, network, migrators, seed=seed, unfinished=unfinished, end_s=float(env.now))
+    if not record_steps:
+        info["steps_recorded"], info["steps_simulated"] = False, step_log.num_rows
     pools = {p.name: (p.role, tuple(r.index for r in replicas if r.pool == p.name)) for p in spec.pools}
     return SimResult(requests_df, steps_df, overload, step_log.itl, info, pools=pools,
                      transfers=network.log.frame())

@@ -265,6 +265,10 @@ class Replica:
                     flops: float, hbm: np.ndarray, state: tuple[int, int, int]) -> None:
         sched = eng.sched
         n, b = len(durations), len(plan.seqs)
+        if not self.steps.keep_rows:  # no rows to fill: only the blocks the run takes
+            sched.reserve_run(plan, n)
+            self.steps.num_rows += n
+            return
         kv_used, waiting, in_system = state
         bs = eng.kv.block_size
         # blocks in use at each step: those of the run's start plus the blocks its sequences grow into

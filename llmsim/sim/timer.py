@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmsim.cost.fast import FastStepCost, aggregate_features
+from llmsim.cost.step import CostModel
 from llmsim.kv.swap import SwapSpace
 from llmsim.sched.plan import Plan
 
@@ -46,6 +48,14 @@ def _close(a: StepTime, b: StepTime, rel: float = 1e-9) -> bool:
     return all(abs(x - y) <= rel * max(abs(x), abs(y), 1e-30) for x, y in pairs)
 
 
+def _fast_path(cost_model) -> FastStepCost | None:
+    """The tabulated step cost of a plain ``CostModel`` (``llmsim.cost.fast``); None for any other model."""
+    if type(cost_model) is not CostModel:
+        return None
+    fast = FastStepCost(cost_model)
+    return fast if fast.exact else None
+
+
 class StepTimer:
     """Wraps ``CostModel`` for one engine runtime: ``step(plan)`` for one step's GPU time, ``cpu_s(plan)``
     for its CPU time, ``decode_run(plan, k)`` for ``k`` identical decode steps. Swap transfers are added to
@@ -64,6 +74,7 @@ class StepTimer:
         self._cache: dict[tuple, StepTime] = {}
         self._lines: dict[tuple[int, int], tuple[StepTime, StepTime, int] | None] = {}
         self.num_calls = 0
+        self._fast = _fast_path(cost_model)
 
     def cpu_s(self, plan: Plan) -> float:
         """Host seconds of the step: per step, per real sequence and per real token scheduled."""
@@ -98,6 +109,11 @@ class StepTimer:
 
     def _compute(self, prefill: tuple, num_decode: int, decode_ctx_sum: int, num_emit: int) -> StepTime:
         self.num_calls += 1
+        if self._fast is not None:  # the same floats as the exact path below, from tabulated operators
+            f = aggregate_features(prefill, num_decode, decode_ctx_sum, num_emit, self.cm.model.sliding_window)
+            c = self._fast.step_time(f, self._launch(prefill, num_decode))
+            stages = tuple(float(s) for s in c.stage_s)
+            return StepTime(float(sum(stages)), stages, float(c.flops), float(c.hbm_bytes))
         new = [n for n, _ in prefill]
         ctx = [c for _, c in prefill]
         if num_decode:  # only the sum of decode contexts matters to the cost model's features

@@ -11,15 +11,20 @@ Public API::
 Pluggable parts register by name in ``ARRIVALS``, ``LENGTHS``, ``PREFIXES`` and ``TRACE_FORMATS``.
 """
 
+from typing import TYPE_CHECKING
+
+from llmsim.lazy import lazy_exports
 from llmsim.workload.arrivals import ARRIVALS, ArrivalProcess, ClosedLoop
-from llmsim.workload.describe import TraceSummary, describe_trace
-from llmsim.workload.fit import WorkloadFit, fit_trace
 from llmsim.workload.generate import generate_requests, with_rate
 from llmsim.workload.lengths import LENGTHS, LengthDist
 from llmsim.workload.prefix import PREFIXES
 from llmsim.workload.request import Request
 from llmsim.workload.spec import TrafficClass, WorkloadSpec, load_workload
 from llmsim.workload.traces import TRACE_FORMATS, MalformedRow, TraceData, load_trace, save_trace_jsonl
+
+# trace description and fitting (scipy.stats) are imported on first use
+__getattr__ = lazy_exports(__name__, {"TraceSummary": "describe", "describe_trace": "describe",
+                                      "WorkloadFit": "fit", "fit_trace": "fit"}, globals())
 
 __all__ = [
     "ARRIVALS",
@@ -44,3 +49,7 @@ __all__ = [
     "save_trace_jsonl",
     "with_rate",
 ]
+
+if TYPE_CHECKING:
+    from llmsim.workload.describe import TraceSummary, describe_trace
+    from llmsim.workload.fit import WorkloadFit, fit_trace

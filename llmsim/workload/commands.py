@@ -12,21 +12,20 @@ import json
 import math
 import sys
 from pathlib import Path
-
-import numpy as np
-import yaml
+from typing import TYPE_CHECKING
 
 from llmsim.errors import ConfigError
-from llmsim.workload.describe import describe_trace, format_summary
-from llmsim.workload.fit import WorkloadFit, fit_trace
-from llmsim.workload.spec import load_workload
-from llmsim.workload.traces import TRACE_FORMATS, TraceData, load_trace
+
+if TYPE_CHECKING:  # the modules themselves are imported by the commands (``llmsim --help`` stays light)
+    from llmsim.workload.fit import WorkloadFit
+    from llmsim.workload.traces import TraceData
 
 _TIES_TO_SPREAD = 0.2  # above this share of zero gaps the clock is quantised, and fitting needs spreading
 
 
 def _trace_args(p: argparse.ArgumentParser) -> None:
     from llmsim.workload import trace_formats  # noqa: F401  (fills TRACE_FORMATS for --help)
+    from llmsim.workload.traces import TRACE_FORMATS
 
     p.add_argument("trace", help="trace file (CSV or JSONL)")
     p.add_argument("--format", default="auto", help=f"auto or one of: {', '.join(TRACE_FORMATS.names())}")
@@ -57,6 +56,8 @@ def register(subparsers) -> None:
 
 
 def _load(args: argparse.Namespace) -> TraceData:
+    from llmsim.workload.traces import load_trace
+
     trace = load_trace(
         args.trace,
         args.format,
@@ -76,6 +77,8 @@ def describe_command(args: argparse.Namespace) -> int:
     """Print the trace summary as a table, or JSON with ``--json``."""
     if args.bin_s is not None and not args.bin_s > 0:
         raise ConfigError(f"--bin-s must be > 0, got {args.bin_s}")
+    from llmsim.workload.describe import describe_trace, format_summary
+
     trace = _load(args)
     summary = describe_trace(trace, bin_s=args.bin_s)
     if args.json:
@@ -89,6 +92,8 @@ def describe_command(args: argparse.Namespace) -> int:
 
 
 def _json_number(value: object) -> object:
+    import numpy as np
+
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {value!r}")
@@ -96,6 +101,8 @@ def _json_number(value: object) -> object:
 
 def _auto_spread(trace: TraceData, args: argparse.Namespace) -> TraceData:
     """Quantised timestamps (many ties) make gaps meaningless: spread them over the clock's quantum."""
+    import numpy as np
+
     if trace.arrival_s is None or args.spread_s is not None or len(trace) < 3:
         return trace
     gaps = np.diff(trace.arrival_s)
@@ -134,12 +141,17 @@ def _yaml_text(fit: WorkloadFit, mapping: dict) -> str:
     if fit.arrival is not None:
         header.append(f"# arrivals: {fit.arrival.verdict}")
     header += [f"# {fit.input_len.verdict}", f"# {fit.output_len.verdict}"]
+    import yaml
+
     body = yaml.safe_dump(mapping, sort_keys=False, default_flow_style=None, width=110)
     return "\n".join(header) + "\n" + body
 
 
 def fit_command(args: argparse.Namespace) -> int:
     """Fit, print the verdicts, write the workload YAML (checked by loading it back) and the plot."""
+    from llmsim.workload.fit import fit_trace
+    from llmsim.workload.spec import load_workload
+
     trace = _auto_spread(_load(args), args)
     if len(trace) < 11:
         raise ConfigError(f"{args.trace}: need at least 11 requests to fit, got {len(trace)}")

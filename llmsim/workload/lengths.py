@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import special
 
 from llmsim.registry import Registry
 
@@ -114,6 +113,8 @@ class Normal(LengthDist):
         _check_bounds(self)
 
     def _raw_ppf(self, u: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return self.mean + self.std * special.ndtri(u)
 
 
@@ -145,6 +146,8 @@ class LogNormal(LengthDist):
         return math.log(self.mean) - self.sigma**2 / 2
 
     def _raw_ppf(self, u: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return np.exp(self.mu + self.sigma * special.ndtri(u))
 
 
@@ -184,6 +187,8 @@ class GammaLength(LengthDist):
 
     def _raw_ppf(self, u: np.ndarray) -> np.ndarray:
         k = 1.0 / self.cv**2
+        from scipy import special
+
         return special.gammaincinv(k, u) * (self.mean / k)
 
 
@@ -299,12 +304,14 @@ def correlated_uniforms(rng: np.random.Generator, size: int, rho: float) -> tupl
         return rng.random(size), rng.random(size)
     z1 = rng.standard_normal(size)
     z2 = rho * z1 + math.sqrt(1.0 - rho * rho) * rng.standard_normal(size)
+    from scipy import special
+
     return special.ndtr(z1), special.ndtr(z2)
 
 
 def normal_score_correlation(x: np.ndarray, y: np.ndarray) -> float:
     """The copula parameter estimated from data: Pearson correlation of the normal scores of the ranks."""
-    from scipy import stats
+    from scipy import special, stats
 
     n = len(x)
     if n < 3:

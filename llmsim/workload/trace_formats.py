@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from llmsim.errors import ConfigError
 from llmsim.workload.request import Request
@@ -103,6 +102,8 @@ def _hash_list(value: object) -> tuple[int, ...]:
 def _azure_fast(path: Path) -> TraceData | None:
     """Vectorised read for clean files (the 2024 week has tens of millions of rows); None if anything is off,
     so the row-by-row reader can report each bad row with its line number."""
+    import pandas as pd  # only this reader needs it
+
     try:
         df = pd.read_csv(path, usecols=["TIMESTAMP", "ContextTokens", "GeneratedTokens"], engine="c")
         stamps = pd.to_datetime(df["TIMESTAMP"], format="ISO8601", utc=True, errors="coerce")

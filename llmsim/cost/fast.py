@@ -1,0 +1,205 @@
+"""Fast step cost: ``CostModel.step_time`` evaluated from tabulated operator times, equal to it bit for bit.
+
+Every operator of a step but attention depends on one aggregate of the batch only: the GEMMs, norms,
+activations, the KV-cache write, the collectives and the pipeline send on the number of tokens; the final
+norm, LM head, sampling and logits gather on the number of sequences that sample. Their times (including a
+calibrated profile's piecewise, shape-dependent corrections, which are functions of the same token count)
+are tabulated per token count and per sampler count the first time one occurs, so a step times only its
+one or two attention operators (from the batch's attention aggregates: prefill tokens, sequences, causal
+(query, key) pairs and KV tokens; decode sequences and KV tokens), with the very timer the exact path uses.
+
+The sums are then folded in exactly the order ``CostModel.step_time`` folds them (operators before
+attention pre-folded per token count, the rest added one by one), so the result is the same float, not an
+approximation: ``tests/cost/test_fast.py`` holds it equal on random batches of every policy, launch mode
+and profile. Anything whose structure this module does not recognise falls back to the exact path.
+The per-operator breakdown (``CostModel.operator_costs``) stays on the exact path.
+"""
+
+from __future__ import annotations
+
+from llmsim.cost.collectives import alltoall_s, p2p_s
+from llmsim.cost.layers import attention_ops, first_stage_operators, last_stage_operators, layer_operators
+from llmsim.cost.operators import BatchFeatures, ShardedShapes
+from llmsim.cost.step import LAUNCH_MODES, CostModel, StepCost, _eager
+
+ATTENTION_CLASSES = ("attn_prefill", "attn_decode")
+MAX_ENTRIES = 65_536  # per table; a step's token counts are bounded by its budget, so this rarely clears
+
+
+def _records(cm: CostModel, ops) -> list[tuple]:
+    """Per operator: (kernel + comm s, launch s, eager when piecewise, is compute-bound, kernel s, flops, bytes)."""
+    out = []
+    for op in ops:
+        t = cm.timer.time(op)
+        out.append((t.kernel_s + t.comm_s, t.launch_s, _eager(op, "piecewise"), t.compute_s >= t.memory_s,
+                    float(t.kernel_s), float(op.flops), float(op.hbm_bytes)))
+    return out
+
+
+def _fold(acc: list, recs, count: int, eager: str) -> None:
+    """Continue the sums of ``CostModel.step_time`` over ``recs``: [gpu, issue, compute, memory, flops, bytes]."""
+    gpu, issue, comp, mem, flops, hbm = acc
+    for kc, launch_s, pw, is_compute, k, fl, hb in recs:
+        gpu += kc
+        if eager == "eager" or (pw and eager == "piecewise"):
+            issue += launch_s
+        if is_compute:
+            comp += count * k
+        else:
+            mem += count * k
+        flops += count * fl
+        hbm += count * hb
+    acc[:] = gpu, issue, comp, mem, flops, hbm
+
+
+def _probe(num_tokens: int, attention: bool) -> BatchFeatures:
+    if attention:  # one two-token prompt chunk and one decode: both attention kernels present
+        return BatchFeatures(num_tokens + 3, 2, 1, 2, 1, 3.0, 2.0, 1, 2.0)
+    return BatchFeatures(num_tokens, 1, 0, 0, 0, 0.0, 0.0, 0, 0.0)
+
+
+def aggregate_features(prefill, num_decode: int, decode_ctx_sum: int, num_emit: int,
+                       window: int | None = None) -> BatchFeatures:
+    """``batch_features`` of the batch ``StepTimer`` builds from a plan's aggregates (prompt chunks ``prefill``
+    as (new, context) pairs with new > 1; ``num_decode`` one-token rows whose contexts, summing to
+    ``decode_ctx_sum``, are spread as evenly as integers allow), in plain arithmetic. Every sum is of
+    integers or half-integers far below 2**53, so it is exact in any order: the same floats."""
+    p_tokens = p_kv = 0
+    pairs = 0.0
+    for new, ctx in prefill:
+        p_tokens += new
+        if window is None:
+            pairs += new * ctx + new * (new + 1) / 2.0
+            p_kv += ctx + new
+            continue
+        first, last = min(ctx + 1, window), min(ctx + new, window)
+        ramp = min(max(window - ctx, 0), new)
+        pairs += ramp * (first + min(ctx + ramp, window)) / 2.0 + (new - ramp) * last
+        p_kv += min(ctx + new, window + new)
+    dec = decode_ctx_sum + num_decode
+    if window is not None and num_decode:
+        base, extra = divmod(decode_ctx_sum, num_decode)
+        dec = extra * min(base + 2, window) + (num_decode - extra) * min(base + 1, window)
+    return BatchFeatures(p_tokens + num_decode, len(prefill) + num_decode, num_emit, p_tokens, len(prefill),
+                         pairs, float(p_kv), num_decode, float(dec))
+
+
+class FastStepCost:
+    """``step_time(features, launch)`` equal to ``CostModel.step_time`` of a batch with those features.
+    ``exact`` is False when the operator structure is not the one tabulated here (then every call goes to
+    the exact path, which needs the batch itself: ``CostModel.step_time``)."""
+
+    def __init__(self, cm: CostModel) -> None:
+        self.cm = cm
+        self.num_layers = cm.model.num_layers
+        self._sh = ShardedShapes.of(cm.model, cm.layout)
+        self._tokens: dict[int, tuple] = {}
+        self._emits: dict[int, tuple] = {}
+        self._split = self._attention_slot()
+        self.exact = self._split is not None
+
+    def _attention_slot(self) -> int | None:
+        """Index in a layer's operator list where attention goes, if the list is the token-only list with the
+        attention operators inserted there (and nothing else differs)."""
+        cm = self.cm
+        with_attn = layer_operators(cm.model, cm.layout, cm.precision, _probe(1, True))
+        plain = layer_operators(cm.model, cm.layout, cm.precision, _probe(4, False))
+        idx = [i for i, op in enumerate(with_attn) if op.op_class in ATTENTION_CLASSES]
+        if len(idx) != 2 or idx[1] != idx[0] + 1:
+            return None
+        rest = [op.name for op in with_attn if op.op_class not in ATTENTION_CLASSES]
+        return idx[0] if rest == [op.name for op in plain] else None
+
+    # --- tables --------------------------------------------------------------------------------------
+    def _per_tokens(self, t: int) -> tuple:
+        hit = self._tokens.get(t)
+        if hit is None:
+            cm, split = self.cm, self._split
+            f = _probe(t, False)
+            recs = _records(cm, layer_operators(cm.model, cm.layout, cm.precision, f))
+            pre, post = recs[:split], recs[split:]
+            folds = {}
+            for launch in LAUNCH_MODES:
+                acc = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                _fold(acc, pre, self.num_layers, launch)
+                folds[launch] = tuple(acc)
+            comm = sum(c[2] for c in cm._comm_ops(f))
+            first = _records(cm, first_stage_operators(cm.model, cm.precision, f))
+            send = p2p_s(cm.hardware, t * cm.model.hidden_size * cm.precision.act_bytes, cm.layout.tp, cm.layout.pp)
+            hit = (folds, post, comm, first, send)
+            if len(self._tokens) >= MAX_ENTRIES:
+                self._tokens.clear()
+            self._tokens[t] = hit
+        return hit
+
+    def _per_emits(self, e: int) -> tuple:
+        hit = self._emits.get(e)
+        if hit is None:
+            cm = self.cm
+            f = BatchFeatures(max(e, 1), max(e, 1), e, 0, 0, 0.0, 0.0, 0, 0.0)
+            last = _records(cm, last_stage_operators(cm.model, cm.layout, cm.precision, f))
+            tp = cm.layout.tp
+            gather = alltoall_s(cm.hardware, e * cm.model.vocab_size * 4.0, tp) if tp > 1 and e else 0.0
+            hit = (last, gather)
+            if len(self._emits) >= MAX_ENTRIES:
+                self._emits.clear()
+            self._emits[e] = hit
+        return hit
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def step_time(self, f: BatchFeatures, launch: str = "eager") -> StepCost:
+        """``CostModel.step_time`` of a batch whose features are ``f`` (``CostModel.features``)."""
+        cm = self.cm
+        if launch not in LAUNCH_MODES:
+            raise ValueError(f"launch must be one of {LAUNCH_MODES}, got {launch!r}")
+        if f.num_seqs == 0:
+            return StepCost(0.0, (0.0,) * cm.layout.pp, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        folds, post, comm, first, send = self._per_tokens(f.num_tokens)
+        last, gather = self._per_emits(f.num_emit)
+        n_layers = self.num_layers
+        attn = [op for op in attention_ops(cm.model, self._sh, cm.precision, f) if op.op_class in ATTENTION_CLASSES]
+        acc = list(folds[launch])
+        _fold(acc, _records(cm, attn), n_layers, launch)
+        _fold(acc, post, n_layers, launch)
+        gpu_layer = acc[0] + comm
+        issue_layer = acc[1]
+        if launch == "piecewise":
+            issue_layer = issue_layer + cm.hardware.overheads.kernel_launch_s
+        tail = [0.0, 0.0] + acc[2:]
+        _fold(tail, first, 1, launch)
+        k_first, i_first = tail[0], tail[1]
+        tail[0] = tail[1] = 0.0
+        _fold(tail, last, 1, launch)
+        k_last, i_last = tail[0], tail[1]
+        stage_parts = self._stages(gpu_layer, issue_layer, (k_first, i_first), (k_last, i_last), gather, send)
+        stages = tuple(float(max(g, i)) for g, i in stage_parts)
+        pp = cm.layout.pp
+        overhead = cm.overhead_s(f.num_seqs)
+        tp = cm.layout.tp
+        return StepCost(
+            total_s=sum(stages) + overhead,
+            stage_s=stages,
+            compute_s=tail[2],
+            memory_s=tail[3],
+            comm_s=n_layers * comm + gather + (pp - 1) * send,
+            launch_s=float(sum(max(0.0, i - g) for g, i in stage_parts)),
+            overhead_s=overhead,
+            flops=tp * tail[4],
+            hbm_bytes=tp * tail[5],
+        )
+
+    def _stages(self, gpu_layer: float, issue_layer: float, first: tuple, last: tuple, gather: float,
+                send: float) -> list[tuple]:
+        """``CostModel._stage_parts`` from the folded per-layer and per-end sums."""
+        out = []
+        counts = self.cm.stage_layers
+        for i, n in enumerate(counts):
+            gpu, issue = n * gpu_layer, n * issue_layer
+            if i == 0:
+                gpu, issue = gpu + first[0], issue + first[1]
+            if i == len(counts) - 1:
+                gpu, issue = gpu + last[0] + gather, issue + last[1]
+            else:
+                gpu = gpu + send
+            out.append((gpu, issue))
+        return out

@@ -1,0 +1,83 @@
+"""Records cost little: under 200 bytes per finished request and 80 per step, and the tables built from them
+are the ones a plain DataFrame + stable sort gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmsim.metrics.records import REQUEST_COLUMNS, STEP_COLUMNS, RequestLog, StepLog, _sorted_frame
+from llmsim.sched.seq import Seq
+from llmsim.workload.request import Request
+
+
+def finished_seq(i: int) -> Seq:
+    seq = Seq(Request(i, 0.5 * i, 100 + i, 20))
+    seq.first_scheduled_s, seq.first_token_s, seq.finish_s = 0.5 * i + 0.1, 0.5 * i + 0.2, 0.5 * i + 2.0
+    seq.num_emitted, seq.computed_total = 20, 119 + i
+    seq.gaps = [0.09] * 19
+    return seq
+
+
+def record_bytes(log) -> float:
+    """Bytes the log's columns hold (8 per shared text reference)."""
+    return sum(len(v) * (v.itemsize if hasattr(v, "itemsize") else 8) for v in log._cols.values())
+
+
+def test_a_finished_request_costs_under_200_bytes():
+    log = RequestLog()
+    n = 2000
+    for i in range(n):
+        log.finished(finished_seq(i), 0)
+    assert record_bytes(log) / n < 200  # 12 floats + 10 counts (4 B) + an 8-byte id + 4 references = 196
+    df = log.frame()
+    assert list(df.columns) == list(REQUEST_COLUMNS)
+    assert df["id"].dtype == np.int64 and df["computed_tokens"].dtype == np.int64
+    assert df["computed_tokens"].tolist() == [119 + i for i in range(n)]
+    assert df["ttft_s"].to_numpy() == pytest.approx(0.2)
+
+
+def test_a_step_costs_80_bytes():
+    log = StepLog()
+    for i in range(100):
+        log.step((0, 0, float(i), 0.01, 4, 0, 4, 0, 10 + i, 100, 2, 6, 0, 0, 1e12, 1e9))
+    log.run({"replica": 0, "engine": 0, "start_s": np.arange(100.0, 110.0), "duration_s": np.full(10, 0.01),
+             "batch_size": 4, "prefill_tokens": 0, "decode_tokens": 4, "padded_rows": 0,
+             "kv_blocks_used": np.arange(10) + 200, "kv_blocks_total": 100, "queue_len": np.zeros(10, dtype=int),
+             "num_in_system": 6, "preempted": 0, "swap_blocks": 0, "flops": 1e12, "hbm_bytes": np.full(10, 1e9)})
+    assert record_bytes(log) / 110 == 80
+    df = log.frame()
+    assert list(df.columns) == list(STEP_COLUMNS)
+    assert df["kv_blocks_used"].tolist() == [10 + i for i in range(100)] + [200 + i for i in range(10)]
+    assert df["kv_blocks_used"].dtype == np.int64 and df["flops"].dtype == np.float64
+
+
+def test_tables_equal_a_stable_sort_whether_or_not_rows_arrive_in_order():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(0, 30))
+        cols = {"start_s": rng.integers(0, 4, n).astype(np.float64), "replica": rng.integers(0, 3, n),
+                "engine": rng.integers(0, 2, n), "x": np.arange(n, dtype=np.float64)}
+        if trial % 2:  # half of them already in order
+            order = np.lexsort((cols["engine"], cols["replica"], cols["start_s"]))
+            cols = {k: v[order] for k, v in cols.items()}
+        keys = ["start_s", "replica", "engine"]
+        want = pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)
+        pd.testing.assert_frame_equal(_sorted_frame(cols, keys), want)
+
+
+def test_runs_without_step_rows_keep_every_request_prediction():
+    from llmsim.sim import simulate
+    from tests.sim.conftest import generate_requests
+
+    reqs = generate_requests(80, 20.0, seed=3)
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", seed=0)
+    full, lean = simulate(reqs, **kw), simulate(reqs, record_steps=False, **kw)
+    assert full.requests.to_csv() == lean.requests.to_csv()
+    assert len(lean.steps) == 0 and list(lean.steps.columns) == list(STEP_COLUMNS)
+    assert lean.info["steps_simulated"] == len(full.steps)
+    a, b = full.summary(), lean.summary()
+    for key in ("ttft_p99_s", "tpot_p50_s", "itl_p99_s", "throughput_rps", "e2e_p50_s"):
+        assert a[key] == b[key], key
+    assert b["kv_utilization_mean"] is None and b["mfu"] is None
