@@ -36,6 +36,9 @@ class PoolSettings:
     kv: dict[str, Any] | None
     gpu_memory_utilization: float
     reserved_bytes: float | None = None
+    ep: int = 1
+    ep_comm: str = "allreduce"
+    moe: Any = None  # llmsim.specs.moe.MoERouting (None: uniform routing)
 
 
 def _merge(top: Mapping[str, Any] | None, pool: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -53,7 +56,8 @@ def pool_settings(cfg) -> list[PoolSettings]:
     if cfg.cluster is None:
         return [PoolSettings("default", "mixed", cfg.layout.replicas, "", cfg.hardware, cfg.layout.tp, cfg.layout.pp,
                              cfg.precision, cfg.kv_dtype, cfg.engine, cfg.max_model_len, dict(cfg.scheduler),
-                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes)]
+                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes,
+                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing())]
     out = []
     for name, p in cfg.cluster.pools.items():
         values = {k: getattr(cfg, k) if getattr(p, k) is None else getattr(p, k) for k in POOL_KEYS}
@@ -63,7 +67,8 @@ def pool_settings(cfg) -> list[PoolSettings]:
             values["precision"], values["kv_dtype"], values["engine"], values["max_model_len"],
             _merge(cfg.scheduler, p.scheduler), _merge(cfg.kv, p.kv),
             util if p.memory is None else p.memory.gpu_memory_utilization,
-            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes))
+            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes,
+            layout.ep, layout.ep_comm, cfg.moe.routing()))
     return out
 
 
@@ -75,9 +80,17 @@ def at(where: str, field: str, build, *args, **kwargs):
         text = str(exc)
         if text.startswith(f"{where}: "):
             raise ConfigError(text) from None
-        if field.endswith("layout") and text[:3] in ("tp=", "pp="):  # "tp=3 does not divide the 32 heads ..."
+        if text.startswith("moe."):  # "moe.popularity: 4 entries for a model with 8 experts"
+            raise ConfigError(f"{where}: {text}") from None
+        if field.endswith("layout") and text[:3] in ("tp=", "pp=", "ep="):  # "tp=3 does not divide the 32 heads"
             field = f"{field}.{text[:2]}"
         raise ConfigError(f"{where}: {field}: {text}") from None
+
+
+def _layout(s: PoolSettings) -> ParallelLayout:
+    from llmsim.specs.moe import MoERouting
+
+    return ParallelLayout(tp=s.tp, pp=s.pp, dp=s.replicas, ep=s.ep, ep_comm=s.ep_comm, moe=s.moe or MoERouting())
 
 
 def check_sim_kv(kv: Mapping[str, Any], where: str, prefix: str = "") -> None:
@@ -104,7 +117,7 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     hardware = at(where, f"{px}hardware", load_hardware, s.hardware)
     precision = at(where, f"{px}precision", Precision.parse, s.precision, s.kv_dtype)
     at(where, f"{px}precision", hardware.peak_flops, precision.compute)
-    layout = ParallelLayout(tp=s.tp, pp=s.pp, dp=s.replicas)
+    layout = at(where, f"{px}layout", _layout, s)
     cost_model = at(where, f"{px}layout", CostModel, model, hardware, layout, precision)
     engine = at(where, f"{px}engine", load_engine, s.engine)
     if check:
