@@ -89,7 +89,8 @@ def moe_ops(model: ModelSpec, layout: ParallelLayout, sh: ShardedShapes, prec: P
     kept = 1.0 - layout.moe.dropped_fraction(e, layout.ep) if layout.ep == 1 else 1.0
     ops = [
         gemm("moe_router", t, e, h, Precision.parse(prec.activations, prec.kv_dtype)),  # router kept in 16 bit
-        moe_experts(t, h, sh.expert_ffn, e, k, layout.ep, model.gated_mlp, prec, skew=skew, kept=kept),
+        moe_experts(t, h, sh.expert_ffn, e, k, layout.ep, model.gated_mlp, prec, skew=skew, kept=kept,
+                    weight_bytes=model.expert_bytes(prec.weight_bytes)),
     ]
     if model.num_shared_experts:
         s = model.num_shared_experts

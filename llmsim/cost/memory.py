@@ -55,7 +55,8 @@ def _attention_weights(model: ModelSpec, sh: ShardedShapes) -> float:
     over heads)."""
     h = model.hidden_size
     if not model.is_mla:
-        return h * sh.q + 2 * h * sh.kv + sh.q * h
+        bias = (sh.q + 2 * sh.kv if model.qkv_bias or model.linear_bias else 0) + (h if model.o_bias else 0)
+        return h * sh.q + 2 * h * sh.kv + sh.q * h + bias + (sh.heads if model.attention_sinks else 0)
     q_lora, r = model.q_lora_rank, model.kv_lora_rank
     nope = model.head_dim - model.qk_rope_head_dim
     q = (h * q_lora + q_lora * sh.q) if q_lora else h * sh.q
@@ -77,9 +78,10 @@ def stage_weight_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precision
     total = layers * (_attention_weights(model, sh) * wb + model.norm_params_per_layer() * eb)
     total += (layers - n_moe) * dense * wb
     if n_moe:
-        experts = model.num_experts // layout.ep * mats * h * sh.expert_ffn
+        experts = model.num_experts // layout.ep * model.expert_params(sh.expert_ffn)
         shared = model.num_shared_experts * mats * h * sh.shared_ffn
-        total += n_moe * ((experts + shared) * wb + h * model.num_experts * eb)
+        total += n_moe * (experts * model.expert_bytes(wb) + shared * wb
+                         + (h + model.router_bias) * model.num_experts * eb)
     if first:
         total += (sh.vocab * h + model.learned_positions * h) * eb
     if last and (not model.tied_embeddings or not first):

@@ -159,7 +159,7 @@ def experts_hit(tokens: float, experts: int, topk: int) -> float:
 
 
 def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, ep: int, gated: bool,
-                prec: Precision, skew: float = 1.0, kept: float = 1.0) -> Operator:
+                prec: Precision, skew: float = 1.0, kept: float = 1.0, weight_bytes: float = 0.0) -> Operator:
     """One MoE layer's expert computation on one GPU (vLLM fused_moe): a grouped gate/up GEMM, the activation
     and a grouped down GEMM over the token-expert pairs routed to this GPU's ``experts / ep`` experts, then the
     top-k weighted sum. ``ffn`` is one expert's intermediate width on this GPU. Reads the weights of every
@@ -178,7 +178,7 @@ def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, e
     pick = min(1.0, share * topk / experts)  # chance that a token picks a given local expert
     hit = experts / ep * (1.0 - (1.0 - pick) ** tokens)
     act = prec.act_bytes
-    weights = hit * (up + 1) * hidden * ffn * prec.weight_bytes
+    weights = hit * (up + 1) * hidden * ffn * (weight_bytes or prec.weight_bytes)  # MXFP4 experts: their own
     # per pair: gather x (h), write up (up*f), activation reads up*f writes f, down reads f writes h; sum reads h
     activations = act * (routed * (3 * hidden + (2 * up + 2) * ffn) + tokens * hidden)
     flops = 2.0 * routed * hidden * ffn * (up + 1)

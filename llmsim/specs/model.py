@@ -50,6 +50,7 @@ class ModelSpec:
     q_lora_rank: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
+    expert_weight_bytes: float = 0.0  # routed experts stored in their own format (gpt-oss MXFP4); 0: the run's
     mtp_layers: int = 0  # multi-token-prediction modules (DeepSeek-V3 num_nextn_predict_layers), not in param_count
     family: str = "llama"
 
@@ -164,7 +165,8 @@ class ModelSpec:
     def norm_params_per_layer(self) -> int:
         return 2 * self.hidden_size * (2 if self.norm == "layernorm" else 1)
 
-    def _expert_params(self, ffn: int) -> int:
+    def expert_params(self, ffn: int) -> int:
+        """One expert of intermediate width ``ffn``: its linear layers and (gpt-oss) their biases."""
         mats = 3 if self.gated_mlp else 2
         bias = (ffn * (2 if self.gated_mlp else 1) + self.hidden_size) if self.expert_bias else 0
         return mats * self.hidden_size * ffn + bias
@@ -176,7 +178,7 @@ class ModelSpec:
             return self._mlp_params(self.ffn_size)
         routed = self.experts_per_token if active else self.num_experts
         params = self.hidden_size * self.num_experts + (self.num_experts if self.router_bias else 0)  # router
-        params += routed * self._expert_params(self.expert_ffn_size)
+        params += routed * self.expert_params(self.expert_ffn_size)
         if self.num_shared_experts:
             shared_ffn = self.shared_expert_ffn_size or self.expert_ffn_size
             params += self.num_shared_experts * self._mlp_params(shared_ffn)
@@ -223,7 +225,15 @@ class ModelSpec:
         (quantisation schemes keep them unquantised)."""
         linear = self.linear_params()
         rest = self.param_count() - linear
-        return linear * weight_dtype_bytes + rest * embed_dtype_bytes
+        total = linear * weight_dtype_bytes + rest * embed_dtype_bytes
+        if self.expert_weight_bytes and self.is_moe:
+            experts = self.num_moe_layers * self.num_experts * self.expert_params(self.expert_ffn_size)
+            total += experts * (self.expert_weight_bytes - weight_dtype_bytes)
+        return total
+
+    def expert_bytes(self, weight_dtype_bytes: float) -> float:
+        """Bytes per routed-expert weight: the checkpoint's own format where it has one (MXFP4), else the run's."""
+        return self.expert_weight_bytes or weight_dtype_bytes
 
     def kv_elements_per_token_per_layer(self, tp: int = 1) -> int:
         """KV-cache elements one GPU holds per token per layer: K and V of its KV heads (replicated when tp
