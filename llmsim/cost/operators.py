@@ -184,3 +184,12 @@ def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, e
     flops = 2.0 * routed * hidden * ffn * (up + 1)
     return Operator("moe_experts", "moe", flops, weights + activations, prec.compute, kernels=5,
                     shape=(tokens, hidden, ffn, experts, topk, ep, up), storage_dtype=prec.weights)
+
+
+def useful_flops(op: Operator) -> float | np.ndarray:
+    """FLOPs of ``op`` that count towards MFU: an MoE layer's busiest GPU does ``skew`` times its share, but
+    the replica's useful work is the uniform share on each GPU."""
+    if op.op_class != "moe":
+        return op.flops
+    tokens, hidden, ffn, _, topk, ep, up = op.shape
+    return min(float(op.flops), 2.0 * float(tokens) * topk / ep * hidden * ffn * (up + 1))

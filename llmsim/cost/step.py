@@ -18,7 +18,7 @@ import numpy as np
 
 from llmsim.cost.collectives import alltoall_s, moe_alltoall_s, p2p_s
 from llmsim.cost.layers import first_stage_operators, last_stage_operators, layer_operators
-from llmsim.cost.operators import BatchFeatures, Operator, batch_features
+from llmsim.cost.operators import BatchFeatures, Operator, batch_features, useful_flops
 from llmsim.cost.roofline import OperatorTimer, OpTime, RooflineTimer
 from llmsim.errors import InfeasibleError
 from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
@@ -240,7 +240,7 @@ class CostModel:
             for op, t in timed:
                 n = count * op.layer_share
                 kernel["compute" if t.compute_s >= t.memory_s else "memory"] += n * float(t.kernel_s)
-                flops += n * float(op.flops)
+                flops += n * float(useful_flops(op))  # MFU counts the uniform MoE share, not the busiest GPU
                 hbm += n * float(op.hbm_bytes)
         comm_s = self.model.num_layers * sum(c[2] for c in comm) + gather + (self.layout.pp - 1) * send
         exposed_launch = float(sum(max(0.0, i - g) for g, i in stage_parts))

@@ -167,7 +167,15 @@ def _kv_stats(replicas: list[PoolReplica]) -> dict[str, int | float]:
     swaps = [e.sched.swap for e in engines if e.sched.swap is not None]
     query = sum(getattr(kv, "num_query_tokens", 0) for kv in kvs)
     hits = sum(getattr(kv, "num_hit_tokens", 0) for kv in kvs)
-    return {
+    tiers: dict[str, float] = {}
+    for kv in kvs:  # KV hierarchy (llmsim.kv.tiers): per-tier hits, writes, evictions, loads
+        for key, value in (kv.tier_stats() if hasattr(kv, "tier_stats") else {}).items():
+            tiers[key] = tiers.get(key, 0) + value
+    if tiers and query:
+        tiers["kv_gpu_hit_rate"] = hits / query
+        tiers["kv_cpu_hit_rate"] = tiers["kv_cpu_hit_tokens"] / query
+        tiers["kv_disk_hit_rate"] = tiers["kv_disk_hit_tokens"] / query
+    return {**tiers,
         "kv_blocks_allocated": sum(kv.num_allocated for kv in kvs),
         "kv_blocks_freed": sum(kv.num_freed for kv in kvs),
         "prefix_query_tokens": query, "prefix_cached_tokens": hits, "prefix_miss_tokens": query - hits,

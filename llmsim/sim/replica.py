@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import simpy
@@ -35,7 +36,7 @@ class Engine:
     visible to the next plan."""
 
     __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s", "held", "at_boundary",
-                 "run")
+                 "run", "tiered")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -49,6 +50,7 @@ class Engine:
         self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
         self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
+        self.tiered = hasattr(kv, "take_load_s")  # a KV hierarchy whose loads a step waits for (kv/tiers.py)
 
 
 class Replica:
@@ -192,6 +194,8 @@ class Replica:
     def _step(self, eng: Engine, plan: Plan, after_idle: bool):
         env = self.env
         cost = self.timer.step(plan)
+        if eng.tiered:
+            cost = _with_tier_load(cost, eng.kv)
         cpu = self.timer.cpu_s(plan)
         start = env.now
         sched, kv = eng.sched, eng.kv
@@ -305,6 +309,16 @@ class Replica:
         seq.finish_s = now
         self.requests.finished(seq, self.index)
         self.on_end(seq, now + self.requests.frontend_overhead_s)
+
+
+def _with_tier_load(cost, kv):
+    """The step's time once it waits for the KV-tier loads its admissions started (``llmsim.kv.tiers``)."""
+    load = kv.take_load_s()
+    if load <= 0:
+        return cost
+    gpu = kv.step_with_load(cost.gpu_s, load)
+    stages = (cost.stage_s[0] + gpu - cost.gpu_s, *cost.stage_s[1:])
+    return replace(cost, gpu_s=gpu, stage_s=stages)
 
 
 def run_blocks(eng: Engine) -> int:

@@ -82,6 +82,10 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     if kv_block["kind"] == "contiguous":
         kv_defaults["max_model_len"] = max_len
     block_bytes = plan.kv_bytes_per_token * block_size
+    if kv_block["kind"] == "tiered":  # llmsim.kv.tiers: block size and link of one GPU, its share of host memory
+        kv_defaults.update(block_bytes=block_bytes, link_bytes_per_s=hardware.host_link.bytes_per_s,
+                           link_latency_s=hardware.host_link.latency_s,
+                           host_memory_bytes=hardware.host_memory_bytes, num_layers=model.num_layers)
     swap_gb = float(sim_kv.get("swap_space_gb", 4.0))  # vLLM's default swap_space, GiB per GPU
     cm = cost_model or CostModel(model, hardware, layout, precision)
     info = {

@@ -126,6 +126,8 @@ class ModelSpec:
 
     @property
     def attention_kind(self) -> str:
+        if self.is_mla:
+            return "MLA"
         if self.num_kv_heads == self.num_heads:
             return "MHA"
         return "MQA" if self.num_kv_heads == 1 else "GQA"
