@@ -39,6 +39,7 @@ class PoolSettings:
     ep: int = 1
     ep_comm: str = "allreduce"
     moe: Any = None  # llmsim.specs.moe.MoERouting (None: uniform routing)
+    lora: Any = None  # the experiment's lora: block (a mapping) or None
 
 
 def _merge(top: Mapping[str, Any] | None, pool: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -57,7 +58,7 @@ def pool_settings(cfg) -> list[PoolSettings]:
         return [PoolSettings("default", "mixed", cfg.layout.replicas, "", cfg.hardware, cfg.layout.tp, cfg.layout.pp,
                              cfg.precision, cfg.kv_dtype, cfg.engine, cfg.max_model_len, dict(cfg.scheduler),
                              None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes,
-                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing())]
+                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing(), cfg.lora)]
     out = []
     for name, p in cfg.cluster.pools.items():
         values = {k: getattr(cfg, k) if getattr(p, k) is None else getattr(p, k) for k in POOL_KEYS}
@@ -68,7 +69,7 @@ def pool_settings(cfg) -> list[PoolSettings]:
             _merge(cfg.scheduler, p.scheduler), _merge(cfg.kv, p.kv),
             util if p.memory is None else p.memory.gpu_memory_utilization,
             cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes,
-            layout.ep, layout.ep_comm, cfg.moe.routing()))
+            layout.ep, layout.ep_comm, cfg.moe.routing(), cfg.lora))
     return out
 
 
@@ -85,6 +86,17 @@ def at(where: str, field: str, build, *args, **kwargs):
         if field.endswith("layout") and text[:3] in ("tp=", "pp=", "ep="):  # "tp=3 does not divide the 32 heads"
             field = f"{field}.{text[:2]}"
         raise ConfigError(f"{where}: {field}: {text}") from None
+
+
+def _lora(block, model, where: str):
+    from llmsim.lora import lora_from_dict
+
+    try:
+        spec = lora_from_dict(block)
+        spec.module_shapes(model)  # targets the model has
+        return spec
+    except LlmsimError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _layout(s: PoolSettings) -> ParallelLayout:
@@ -123,8 +135,9 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     if check:
         _check_blocks(s, engine, hardware, where)
     kv = {**(s.kv or {}), "gpu_memory_utilization": s.gpu_memory_utilization, "reserved_bytes": s.reserved_bytes}
+    lora = None if s.lora is None else _lora(s.lora, model, where)
     dep = at(where, f"{px}layout", deployment, model, hardware, layout, precision, dict(s.scheduler), kv,
-             s.max_model_len, cost_model, engine)
+             s.max_model_len, cost_model, engine, lora)
     if check:
         from llmsim.kv import KV_MANAGERS
 

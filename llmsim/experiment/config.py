@@ -166,6 +166,7 @@ class ExperimentConfig(_Strict):
     hardware: str
     layout: LayoutConfig = Field(default_factory=LayoutConfig)
     moe: MoEConfig = Field(default_factory=MoEConfig)
+    lora: dict[str, Any] | None = None  # multi-LoRA adapters (llmsim.lora.adapters.lora_from_dict)
     precision: str = "bf16"
     kv_dtype: str | None = None
     engine: str | dict[str, Any] | None = None

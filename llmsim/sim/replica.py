@@ -36,7 +36,7 @@ class Engine:
     visible to the next plan."""
 
     __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s", "held", "at_boundary",
-                 "run", "tiered")
+                 "run", "tiered", "lora")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -51,6 +51,7 @@ class Engine:
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
         self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
         self.tiered = hasattr(kv, "take_load_s")  # a KV hierarchy whose loads a step waits for (kv/tiers.py)
+        self.lora = sched.lora  # multi-LoRA runtime (llmsim.lora.runtime): adapter loads and kernels per step
 
 
 class Replica:
@@ -196,6 +197,8 @@ class Replica:
         cost = self.timer.step(plan)
         if eng.tiered:
             cost = _with_tier_load(cost, eng.kv)
+        if eng.lora is not None:
+            cost = _plus_gpu(cost, sum(eng.lora.step_s(plan)))
         cpu = self.timer.cpu_s(plan)
         start = env.now
         sched, kv = eng.sched, eng.kv
@@ -237,6 +240,10 @@ class Replica:
     def _decode_run(self, eng: Engine, plan: Plan, k: int):
         env = self.env
         gpu, flops, hbm = self.timer.decode_run(plan, k)
+        if eng.lora is not None:  # the run's adapters: same kernels every step, any load before the first
+            kernel, load = eng.lora.run_s(plan, k)
+            gpu = gpu + kernel
+            gpu[0] += load
         cpu = self.timer.cpu_s(plan)
         durations = np.maximum(gpu, cpu) if self.async_sched else gpu + cpu
         ends = np.cumsum(durations)
@@ -319,6 +326,13 @@ def _with_tier_load(cost, kv):
     gpu = kv.step_with_load(cost.gpu_s, load)
     stages = (cost.stage_s[0] + gpu - cost.gpu_s, *cost.stage_s[1:])
     return replace(cost, gpu_s=gpu, stage_s=stages)
+
+
+def _plus_gpu(cost, extra_s: float):
+    """``cost`` with ``extra_s`` more GPU seconds on the first stage (LoRA kernels and adapter loads)."""
+    if extra_s <= 0:
+        return cost
+    return replace(cost, gpu_s=cost.gpu_s + extra_s, stage_s=(cost.stage_s[0] + extra_s, *cost.stage_s[1:]))
 
 
 def run_blocks(eng: Engine) -> int:
