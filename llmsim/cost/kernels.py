@@ -224,7 +224,7 @@ class KernelModel:
 
     def elementwise(self, op: Operator, p: Physics) -> tuple[float, float, float]:
         """A streaming kernel: fixed time (its minimum duration) plus its bytes at the achieved bandwidth."""
-        compute = float(op.flops) / self.peak(op.compute_dtype)
+        compute = op.flops / self.peak(op.compute_dtype)  # an array over a decode run (KV dequantisation)
         return op.kernels * p.fixed_s, compute, float(op.hbm_bytes) / (self.bw * p.memory_eff)
 
     def time(self, op: Operator, p: Physics | None = None):

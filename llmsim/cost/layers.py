@@ -15,6 +15,9 @@ from llmsim.cost.operators import (
     moe_experts,
 )
 from llmsim.specs import ModelSpec, ParallelLayout, Precision
+from llmsim.specs.precision import LOW_BIT_KV
+
+DEQUANT_FLOPS = 4.0  # per KV element: unpack, convert, multiply by the scale, add the offset
 
 # Dynamic per-tensor activation quantisation before a W8A8 GEMM (vLLM scaled_fp8_quant without a scale):
 # an absmax pass reads the 16-bit input (2 B), the quantise pass reads it again and writes 8 bits (3 B).
@@ -51,7 +54,17 @@ def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: Batch
         hbm = kv_tokens * 2 * sh.kv * kvb + f.decode_seqs * sh.q * act * 2
         ops.append(Operator("attn_decode", "attn_decode", flops, hbm, prec.activations,
                             shape=(f.decode_seqs, sh.heads, sh.kv_heads, hd, kv_tokens), storage_dtype=prec.kv_dtype))
+    if prec.kv_dtype in LOW_BIT_KV:
+        ops.append(kv_dequant(f.prefill_kv_tokens + f.decode_kv_tokens, 2 * sh.kv))
     return ops
+
+
+def kv_dequant(kv_tokens, width: int) -> Operator:
+    """Dequantising a 2-4-bit KV cache inside the attention kernel (KIVI / QServe fuse it: no extra HBM traffic
+    or launch): unpack, scale and offset each element read, taken as 4 fp32 operations on the CUDA cores, their
+    time added to the attention's (not hidden under its memory traffic: an upper bound)."""
+    return Operator("kv_dequant", "elementwise", DEQUANT_FLOPS * kv_tokens * width, 0.0, "fp32", kernels=0,
+                    shape=(kv_tokens * width,))
 
 
 def dense_mlp_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: BatchFeatures) -> list[Operator]:

@@ -88,6 +88,22 @@ def at(where: str, field: str, build, *args, **kwargs):
         raise ConfigError(f"{where}: {field}: {text}") from None
 
 
+def _attended(model, kv, where: str, px: str):
+    """The model as the cost model sees it: a windowed KV policy (``llmsim.kv.window``) caps the keys each
+    query attends to, as a sliding window does."""
+    from dataclasses import replace
+
+    from llmsim.kv.window import kv_token_cap
+
+    try:
+        cap = kv_token_cap(dict(kv or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {px}kv: {exc}") from None
+    if cap is None or (model.sliding_window and model.sliding_window <= cap):
+        return model
+    return replace(model, sliding_window=cap, global_attention_every=0)
+
+
 def _lora(block, model, where: str):
     from llmsim.lora import lora_from_dict
 
@@ -130,7 +146,8 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     precision = at(where, f"{px}precision", Precision.parse, s.precision, s.kv_dtype)
     at(where, f"{px}precision", hardware.peak_flops, precision.compute)
     layout = at(where, f"{px}layout", _layout, s)
-    cost_model = at(where, f"{px}layout", CostModel, model, hardware, layout, precision)
+    cost_model = at(where, f"{px}layout", CostModel, _attended(model, s.kv, where, px), hardware, layout,
+                    precision)
     engine = at(where, f"{px}engine", load_engine, s.engine)
     if check:
         _check_blocks(s, engine, hardware, where)

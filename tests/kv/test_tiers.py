@@ -134,5 +134,11 @@ def test_simulated_cpu_tier_serves_prefixes_the_gpu_evicted(tmp_path, capsys):
     assert cpu["computed_tokens_per_s"] < gpu["computed_tokens_per_s"]  # host hits are not recomputed
 
 
-def test_registered():
+def test_registered_by_the_package_itself():
+    import subprocess
+    import sys
+
+    code = "from llmsim.kv import KV_MANAGERS; print('tiered' in KV_MANAGERS.names())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
     assert "tiered" in KV_MANAGERS.names()
