@@ -63,7 +63,7 @@ def _check_batch(args: argparse.Namespace, model) -> None:
     if args.batch_size > MAX_ESTIMATE_BATCH:
         raise LlmsimError(f"--batch-size: at most {MAX_ESTIMATE_BATCH:,} sequences in one static batch, got "
                           f"{args.batch_size:,}")
-    if model.sliding_window and args.batch_size * args.output_len > MAX_WINDOWED_CELLS:
+    if (model.sliding_window or model.attention_chunk) and args.batch_size * args.output_len > MAX_WINDOWED_CELLS:
         raise LlmsimError(f"--batch-size x --output-len: at most {MAX_WINDOWED_CELLS:,} for a sliding-window "
                           f"model ({model.name}), got {args.batch_size * args.output_len:,}")
 

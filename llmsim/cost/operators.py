@@ -79,6 +79,27 @@ def _causal_pairs(new: np.ndarray, ctx: np.ndarray, window: int | None) -> float
     return float((ramp_sum + (new - ramp) * last).sum())
 
 
+def _chunk_keys(n: np.ndarray, chunk: int) -> np.ndarray:
+    """Sum over positions p = 0..n-1 of (p mod chunk) + 1: keys a query at p attends to with chunked local
+    attention (Llama 4: attention within aligned chunks of ``chunk`` tokens)."""
+    q, r = np.divmod(n, chunk)
+    return q * (chunk * (chunk + 1) / 2.0) + r * (r + 1) / 2.0
+
+
+def chunked_features(new_tokens, context_tokens, emits, chunk: int) -> BatchFeatures:
+    """``batch_features`` for chunked local attention: a query at position p sees the keys of its own chunk,
+    ``(p mod chunk) + 1`` of them; a prefill reads its keys from the start of its first query's chunk."""
+    f = batch_features(new_tokens, context_tokens, emits)
+    new = np.asarray(new_tokens, dtype=np.int64)
+    ctx = np.asarray(context_tokens, dtype=np.int64)
+    pre = new > 1
+    pairs = float((_chunk_keys(ctx[pre] + new[pre], chunk) - _chunk_keys(ctx[pre], chunk)).sum())
+    kv = float((ctx[pre] + new[pre] - (ctx[pre] // chunk) * chunk).sum())
+    dec = float((ctx[~pre] % chunk + 1).sum())
+    return BatchFeatures(f.num_tokens, f.num_seqs, f.num_emit, f.prefill_tokens, f.prefill_seqs, pairs, kv,
+                         f.decode_seqs, dec)
+
+
 def batch_features(new_tokens, context_tokens, emits=None, window: int | None = None) -> BatchFeatures:
     new = np.asarray(new_tokens, dtype=np.int64)
     ctx = np.asarray(context_tokens, dtype=np.int64)

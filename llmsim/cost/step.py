@@ -18,7 +18,7 @@ import numpy as np
 
 from llmsim.cost.collectives import alltoall_s, moe_alltoall_s, p2p_s
 from llmsim.cost.layers import first_stage_operators, last_stage_operators, layer_operators
-from llmsim.cost.operators import BatchFeatures, Operator, batch_features, useful_flops
+from llmsim.cost.operators import BatchFeatures, Operator, batch_features, chunked_features, useful_flops
 from llmsim.cost.roofline import OperatorTimer, OpTime, RooflineTimer
 from llmsim.errors import InfeasibleError
 from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
@@ -132,7 +132,9 @@ class CostModel:
         self.timer = timer or default_timer(hardware)
         self.stage_layers = stage_layer_counts(model.num_layers, self.layout.pp)
         self._window = model.sliding_window
-        self._mixed_window = model.sliding_window is not None and 0 < model.num_window_layers < model.num_layers
+        self._chunk = model.attention_chunk  # chunked local attention (Llama 4) instead of a window
+        self._mixed_window = (model.sliding_window is not None or self._chunk is not None) and \
+            0 < model.num_window_layers < model.num_layers
 
     # --- operators ---------------------------------------------------------------------------------
     def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float, str]]:
@@ -215,7 +217,10 @@ class CostModel:
 
     # --- public API --------------------------------------------------------------------------------
     def features(self, new_tokens, context_tokens, emits=None) -> BatchFeatures:
-        f = batch_features(new_tokens, context_tokens, emits, self._window)
+        if self._chunk is not None:
+            f = chunked_features(new_tokens, context_tokens, emits, self._chunk)
+        else:
+            f = batch_features(new_tokens, context_tokens, emits, self._window)
         if self._mixed_window:  # global layers see the whole context (gpt-oss)
             return replace(f, full=batch_features(new_tokens, context_tokens, emits, None))
         return f
@@ -286,7 +291,9 @@ class CostModel:
         step k sees ``context_tokens + k``. Exact, vectorised over steps (only decode attention varies)."""
         ctx = np.asarray(context_tokens, dtype=np.int64)
         ks = np.arange(num_steps, dtype=np.float64)
-        if self._window is None:  # sum of (ctx + 1 + k) over sequences, without a (steps x seqs) matrix
+        if self._chunk is not None:  # the new token at position ctx + k sees (ctx + k) mod chunk + 1 keys
+            kv_sum = (((ctx[None, :] + ks[:, None].astype(np.int64)) % self._chunk) + 1).sum(axis=1).astype(np.float64)
+        elif self._window is None:  # sum of (ctx + 1 + k) over sequences, without a (steps x seqs) matrix
             kv_sum = float(ctx.sum() + ctx.size) + ctx.size * ks
         else:
             kv_sum = np.minimum(ctx[None, :] + 1 + ks[:, None], self._window).sum(axis=1).astype(np.float64)

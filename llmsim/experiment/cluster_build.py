@@ -101,7 +101,7 @@ def _attended(model, kv, where: str, px: str):
         raise ConfigError(f"{where}: {px}kv: {exc}") from None
     if cap is None or (model.sliding_window and model.sliding_window <= cap):
         return model
-    return replace(model, sliding_window=cap, global_attention_every=0)
+    return replace(model, sliding_window=cap, global_attention_every=0, attention_chunk=None)
 
 
 def _lora(block, model, where: str):

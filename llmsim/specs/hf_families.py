@@ -43,14 +43,20 @@ def qwen_moe(cfg: Mapping[str, Any], get: Get) -> dict[str, Any]:
 def llama4(cfg: Mapping[str, Any], get: Get) -> dict[str, Any]:
     """Llama 4 (Llama4TextConfig): routed experts of intermediate_size plus one shared expert of the same
     width in every MoE layer; with interleave_moe_layer_step n, layers n-1, 2n-1, ... are MoE
-    (``moe_layers`` default) and the others dense MLPs of intermediate_size_mlp (Maverick: n = 2)."""
+    (``moe_layers`` default) and the others dense MLPs of intermediate_size_mlp (Maverick: n = 2). Three
+    layers in four attend within aligned chunks of attention_chunk_size tokens, the fourth (NoPE,
+    ``no_rope_layers`` 0) to everything (transformers Llama4TextAttention)."""
     step = get(cfg, "interleave_moe_layer_step", 1)
     layers = get(cfg, "num_hidden_layers")
     _pattern(cfg, "moe_layers", list(range(step - 1, layers, step)), "every interleave_moe_layer_step-th layer")
     ffn = get(cfg, "intermediate_size")
+    chunk = get(cfg, "attention_chunk_size", 0) if cfg.get("attention_chunk_size") else None
+    if chunk:  # local attention in chunks on the RoPE layers; every 4th layer is a global NoPE layer
+        _pattern(cfg, "no_rope_layers", [int((i + 1) % 4 != 0) for i in range(layers)], "every 4th layer NoPE")
     return dict(num_experts=get(cfg, "num_local_experts"), experts_per_token=get(cfg, "num_experts_per_tok"),
                 expert_ffn_size=ffn, num_shared_experts=1, shared_expert_ffn_size=ffn, moe_layer_step=step,
-                ffn_size=get(cfg, "intermediate_size_mlp", ffn))
+                ffn_size=get(cfg, "intermediate_size_mlp", ffn), attention_chunk=chunk,
+                global_attention_every=4 if chunk else 0)
 
 
 def deepseek_v3(cfg: Mapping[str, Any], get: Get) -> dict[str, Any]:

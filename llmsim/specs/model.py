@@ -44,6 +44,7 @@ class ModelSpec:
     o_bias: bool = False  # a bias on the attention output projection (gpt-oss)
     attention_sinks: bool = False  # one learned sink logit per head (gpt-oss; StreamingLLM's sink as a parameter)
     global_attention_every: int = 0  # with a sliding window: every n-th layer attends to everything (gpt-oss: 2)
+    attention_chunk: int | None = None  # chunked local attention in the non-global layers (Llama 4: 8192)
     # Multi-head latent attention (DeepSeek-V2/V3): K and V are decompressed from a cached latent of
     # kv_lora_rank plus a shared rotary key of qk_rope_head_dim; head_dim is qk_nope + qk_rope.
     kv_lora_rank: int = 0
@@ -67,6 +68,8 @@ class ModelSpec:
             raise ConfigError(f"model {self.name}: norm must be 'rmsnorm' or 'layernorm', got {self.norm!r}")
         if self.sliding_window is not None and self.sliding_window <= 0:
             raise ConfigError(f"model {self.name}: sliding_window must be positive or null")
+        if self.attention_chunk is not None and (self.attention_chunk <= 0 or self.sliding_window is not None):
+            raise ConfigError(f"model {self.name}: attention_chunk must be positive, and not with a sliding_window")
         if self.num_experts:
             if not 0 < self.experts_per_token <= self.num_experts:
                 raise ConfigError(f"model {self.name}: experts_per_token must be in 1..num_experts")
@@ -101,7 +104,7 @@ class ModelSpec:
     @property
     def num_window_layers(self) -> int:
         """Layers with a sliding window (all of them, unless every ``global_attention_every``-th is global)."""
-        if self.sliding_window is None:
+        if self.sliding_window is None and self.attention_chunk is None:
             return 0
         g = self.global_attention_every
         return self.num_layers - (self.num_layers // g if g else 0)

@@ -157,3 +157,28 @@ def test_bad_deepseek_fields(tmp_path, patch, field):
     path.write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=f"field '{field}'"):
         load_hf_config(path)
+
+
+def test_llama4_chunked_attention_by_hand():
+    from llmsim.cost.operators import chunked_features
+
+    # chunks of 4: a prompt of 6 on top of 3 cached tokens covers positions 3..8: keys 4, 1, 2, 3, 4, 1
+    f = chunked_features([6, 1, 1], [3, 7, 9], None, 4)
+    assert f.prefill_attn_pairs == 4 + 1 + 2 + 3 + 4 + 1
+    assert f.prefill_kv_tokens == 9 - 0  # from the start of position 3's chunk (0) to position 8
+    assert f.decode_kv_tokens == (7 % 4 + 1) + (9 % 4 + 1)
+
+
+def test_llama4_scout_three_layers_in_four_attend_within_chunks(test_hw):
+    m = load_model("llama-4-scout")
+    assert m.attention_chunk == 8192 and m.num_window_layers == 36
+    cm = CostModel(m, test_hw, ParallelLayout(tp=8))
+    rows = sorted((r for r in cm.operator_costs([1], [20_000]) if r.name == "attn_decode"), key=lambda r: r.count)
+    assert [r.count for r in rows] == [12, 36]
+    # per GPU 5 query heads and one KV head of 128: chunked layers read 20,000 % 8192 + 1 = 3,617 keys, global 20,001
+    assert rows[1].hbm_bytes == pytest.approx(36 * (3617 * 2 * 128 * 2 + 5 * 128 * 2 * 2))
+    assert rows[0].hbm_bytes == pytest.approx(12 * (20_001 * 2 * 128 * 2 + 5 * 128 * 2 * 2))
+    ctx = [100, 8190, 20_000]
+    run = cm.decode_run_s(ctx, 6)
+    loop = [cm.step_time([1, 1, 1], [c + k for c in ctx]).total_s for k in range(6)]
+    assert run == pytest.approx(loop, rel=1e-12)
