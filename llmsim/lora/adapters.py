@@ -18,7 +18,7 @@ from llmsim.errors import ConfigError
 from llmsim.specs import ModelSpec
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-MODES = ("slots",)
+MODES = ("slots", "unified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,9 @@ class LoraSpec:
     """``num_adapters`` adapters of rank ``ranks[i]`` on the ``targets`` of every decoder layer; request
     popularity ``popularity[i]`` (sums to 1); ``max_loras``: adapters a batch may use and GPU slots that hold
     them (vLLM ``--max-loras``; its LRU slot cache, vllm/lora/worker_manager.py LRUCacheWorkerLoRAManager,
-    v0.15.1); ``max_lora_rank``: the rank the slots are sized for (vLLM ``--max-lora-rank``)."""
+    v0.15.1); ``max_lora_rank``: the rank the slots are sized for (vLLM ``--max-lora-rank``). ``mode``:
+    ``slots`` (vLLM) or ``unified`` (S-LoRA: adapters paged in the KV pool, no per-step limit;
+    ``llmsim.lora.unified``)."""
 
     num_adapters: int
     ranks: tuple[int, ...]

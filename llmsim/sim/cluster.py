@@ -66,6 +66,9 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     unfinished = sum(r.num_resident for r in replicas) + in_transit
     for replica in replicas:
         replica.report_unfinished()
+        for eng in replica.engines:  # adapters paged in the KV pool give their blocks back (llmsim.lora.unified)
+            if hasattr(eng.lora, "release_all"):
+                eng.lora.release_all()
     if handoff is not None:
         handoff.report_unfinished()
     for m in migrators:
@@ -136,6 +139,11 @@ def _lora_runtime(dep, table):
     def load_s(adapter: int) -> float:
         return link.latency_s + adapter_bytes(spec, dep.model, dep.layout, dep.precision, adapter) / link.bytes_per_s
 
+    if spec.mode == "unified":
+        from llmsim.lora.unified import UnifiedLoraRuntime
+
+        return UnifiedLoraRuntime(spec, table, kernel, load_s,
+                                  partial(adapter_bytes, spec, dep.model, dep.layout, dep.precision), dep.block_bytes)
     return LoraRuntime(spec, table, kernel, load_s)
 
 
@@ -151,6 +159,8 @@ def _engines(pool: PoolSpec, tables: dict | None = None) -> list[Engine]:
         sched.bind(kv, swap, dep.max_model_len)
         if dep.lora is not None:
             sched.lora = _lora_runtime(dep, (tables or {})[id(dep.lora)])
+            if hasattr(sched.lora, "bind"):
+                sched.lora.bind(sched)
         if not sched.adoptable and (pool.role == "decode"):
             raise ConfigError(f"cluster.pools.{pool.name}.scheduler: a decode pool needs a scheduler that takes in "
                               f"running requests; {sched.name} does not")

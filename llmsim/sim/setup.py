@@ -72,7 +72,7 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     seqs = sched_block.get("max_num_seqs") or sched_block.get("max_batch_size") or 256
     util = float(sim_kv.get("gpu_memory_utilization", runtime.gpu_memory_utilization))
     reserved = {"reserved_bytes": float(sim_kv["reserved_bytes"])} if sim_kv.get("reserved_bytes") is not None else {}
-    if lora is not None:  # vLLM preallocates max_loras adapter slots before sizing the KV cache
+    if lora is not None and lora.mode == "slots":  # vLLM preallocates max_loras slots before sizing the KV
         from llmsim.cost.lora import slots_bytes
         from llmsim.cost.memory import DEFAULT_RESERVED_BYTES
 
