@@ -99,7 +99,11 @@ class ModelSpec:
 
     @property
     def num_moe_layers(self) -> int:
-        return sum(self.is_moe_layer(i) for i in range(self.num_layers))
+        """Layers i >= first_dense_layers with (i + 1) % moe_layer_step == 0, in closed form (per step)."""
+        if not self.is_moe:
+            return 0
+        step = self.moe_layer_step
+        return max(0, self.num_layers // step - min(self.first_dense_layers, self.num_layers) // step)
 
     @property
     def num_window_layers(self) -> int:
