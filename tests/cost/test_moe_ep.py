@@ -199,3 +199,20 @@ def test_mixed_step_time_is_the_layer_weighted_mean(test_hw):
         [300, 1], [0, 50], launch="full")
     assert mixed.stage_s[0] == pytest.approx((moe.stage_s[0] + dense.stage_s[0]) / 2)
     assert mixed.flops == pytest.approx((moe.flops + dense.flops) / 2)
+
+
+def test_alltoall_across_nodes_uses_the_network(test_hw):
+    # 16 ranks do not fit one 8-GPU node: the network link (50 GB/s x 0.5, 10 us per message)
+    miss = 1.0
+    for i in range(8):
+        miss *= (240 - i) / (256 - i)  # 16 experts per rank
+    per_token = 16 * (1 - miss)
+    payload = 4096 / 16 * per_token * 7168 * 2
+    expected = 15 / 16 * payload / (50e9 * 0.5) + 15 * 10e-6
+    assert moe_alltoall_s(test_hw, 4096, 7168, 2.0, 256, 8, 16) == pytest.approx(expected)
+    m = load_model("deepseek-v3")
+    rows = {r.name: r for r in CostModel(m, test_hw, ParallelLayout(tp=16, ep=16, ep_comm="alltoall"))
+            .operator_costs([4096], [0])}
+    assert rows["moe_dispatch"].time_s == pytest.approx(58 * expected)  # the 58 MoE layers only
+    # the 3 dense layers keep their MLP all-reduce (the same payload as attention's, once per layer)
+    assert rows["mlp_allreduce"].time_s == pytest.approx(3 * rows["attn_allreduce"].time_s / 61)
