@@ -105,8 +105,9 @@ def _adapter_tables(spec: ClusterSpec, seed: int) -> dict:
     """One adapter table per LoRA spec of the cluster (its own random stream: other draws do not shift)."""
     from llmsim.lora import AdapterTable
 
-    specs = {id(p.deployment.lora): p.deployment.lora for p in spec.pools if p.deployment.lora is not None}
-    return {k: AdapterTable(s, np.random.default_rng([seed, 3])) for k, s in specs.items()}
+    # keyed by value: pools built from the same lora: block (prefill and decode pools) share one draw per request
+    specs = {p.deployment.lora for p in spec.pools if p.deployment.lora is not None}
+    return {s: AdapterTable(s, np.random.default_rng([seed, 3])) for s in specs}
 
 
 def _build_replicas(env, spec: ClusterSpec, steps: StepLog, requests: RequestLog, on_end, max_run_steps: int,
@@ -158,7 +159,7 @@ def _engines(pool: PoolSpec, tables: dict | None = None) -> list[Engine]:
         sched = SCHEDULERS.build(dep.scheduler_block, where="scheduler")
         sched.bind(kv, swap, dep.max_model_len)
         if dep.lora is not None:
-            sched.lora = _lora_runtime(dep, (tables or {})[id(dep.lora)])
+            sched.lora = _lora_runtime(dep, (tables or {})[dep.lora])
             if hasattr(sched.lora, "bind"):
                 sched.lora.bind(sched)
         if not sched.adoptable and (pool.role == "decode"):

@@ -189,3 +189,20 @@ def test_unified_experiment_batches_many_adapters(tmp_path, capsys):
     assert unified["lora_distinct_per_step"] > 2  # not bound by max_loras
     assert unified["kv_blocks_allocated"] == unified["kv_blocks_freed"]
     assert unified["ttft_p50_s"] < slots["ttft_p50_s"]
+
+
+def test_prefill_and_decode_pools_agree_on_each_request_adapter(tmp_path, capsys):
+    from llmsim.experiment.cluster_build import build_cluster
+    from llmsim.experiment.config import parse_config
+    from llmsim.sim.cluster import _adapter_tables
+
+    cfg = parse_config({**EXP, "lora": {"adapters": 50, "max_loras": 4},
+                        "cluster": {"pools": {"p": {"role": "prefill"}, "d": {"role": "decode"}}}}, "x.yaml")
+    cluster, _ = build_cluster(cfg, M, "x.yaml")
+    tables = _adapter_tables(cluster, 0)
+    assert len(tables) == 1  # one lora: block, one table for both pools
+    code, err, _, summary = _exp(tmp_path, capsys, {**EXP, "lora": {"adapters": 50, "max_loras": 4},
+                                                    "cluster": {"pools": {"p": {"role": "prefill"},
+                                                                          "d": {"role": "decode"}}}})
+    assert code == 0, err
+    assert summary["lora_loads"] > 0
