@@ -27,7 +27,8 @@ def _fmt_s(s: float) -> str:
 
 
 # the flag behind an error message's leading field name ("tp=3 does not divide ...", "batch_size: ...")
-FLAGS = {"tp": "--tp", "pp": "--pp", "batch_size": "--batch-size", "input_len": "--input-len",
+FLAGS = {"tp": "--tp", "pp": "--pp", "ep": "--ep", "ep_comm": "--ep-comm", "moe.skew": "--moe-skew",
+         "moe.capacity_factor": "--capacity-factor", "batch_size": "--batch-size", "input_len": "--input-len",
          "output_len": "--output-len", "gpu_memory_utilization": "--gpu-memory-utilization",
          "block_size": "--block-size", "kv_dtype": "--kv-dtype", "precision": "--precision"}
 MAX_ESTIMATE_BATCH = 1_000_000  # sequences in one static batch; costing is O(batch) per step
@@ -47,7 +48,10 @@ def _load_common(args: argparse.Namespace):
 
     model = _flagged("--model", load_model, args.model)
     hardware = _flagged("--hardware", load_hardware, args.hardware)
-    layout = ParallelLayout(tp=args.tp, pp=args.pp)
+    from llmsim.specs.moe import MoERouting
+
+    layout = ParallelLayout(tp=args.tp, pp=args.pp, ep=args.ep, ep_comm=args.ep_comm,
+                            moe=MoERouting(skew=args.moe_skew, capacity_factor=args.capacity_factor))
     precision = Precision.parse(args.precision, args.kv_dtype)
     _flagged("--precision", hardware.peak_flops, precision.compute)
     return model, hardware, layout, precision
@@ -59,7 +63,7 @@ def _check_batch(args: argparse.Namespace, model) -> None:
     if args.batch_size > MAX_ESTIMATE_BATCH:
         raise LlmsimError(f"--batch-size: at most {MAX_ESTIMATE_BATCH:,} sequences in one static batch, got "
                           f"{args.batch_size:,}")
-    if model.sliding_window and args.batch_size * args.output_len > MAX_WINDOWED_CELLS:
+    if (model.sliding_window or model.attention_chunk) and args.batch_size * args.output_len > MAX_WINDOWED_CELLS:
         raise LlmsimError(f"--batch-size x --output-len: at most {MAX_WINDOWED_CELLS:,} for a sliding-window "
                           f"model ({model.name}), got {args.batch_size * args.output_len:,}")
 
@@ -69,7 +73,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         return _estimate(args)
     except LlmsimError as exc:
         text = str(exc)
-        head = re.match(r"([a-z_]+)(=|: )", text)
+        head = re.match(r"([a-z_.]+)(=|: )", text)
         if head and head[1] in FLAGS:  # "tp: must be ..." -> "--tp: must be ..."; "tp=3 ..." -> "--tp: tp=3 ..."
             rest = text[head.end():] if head[2] == ": " else text
             raise type(exc)(f"{FLAGS[head[1]]}: {rest}") from None
@@ -109,7 +113,8 @@ def _row(r) -> dict:
 def _print_estimate(e) -> None:
     m = e.memory
     lines = [
-        f"{e.model} on {e.hardware}  tp={e.tp} pp={e.pp}  precision={e.precision} kv={e.kv_dtype}",
+        f"{e.model} on {e.hardware}  tp={e.tp} pp={e.pp}{f' ep={e.ep}' if e.ep > 1 else ''}  "
+        f"precision={e.precision} kv={e.kv_dtype}",
         f"batch {e.batch_size} x ({e.input_len} in, {e.output_len} out)",
         "",
         f"  prefill            {_fmt_s(e.prefill_s)}   (MFU {e.prefill_mfu:.1%})",
@@ -175,6 +180,15 @@ def _add_layout_args(p: argparse.ArgumentParser) -> None:
                    help="hardware profile name (see `llmsim hardware`) or path to a profile YAML")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline-parallel degree (default 1)")
+    p.add_argument("--ep", type=int, default=1,
+                   help="expert-parallel degree for MoE models: divides --tp and the expert count (default 1)")
+    p.add_argument("--ep-comm", default="allreduce",
+                   help="how tokens reach the experts with --ep: allreduce (vLLM, one DP rank) or alltoall "
+                        "(DeepEP dispatch/combine); default allreduce")
+    p.add_argument("--moe-skew", type=float, default=1.0,
+                   help="busiest EP GPU's expert load over its uniform share, >= 1 (default 1: uniform)")
+    p.add_argument("--capacity-factor", type=float, default=None,
+                   help="expert capacity factor (tokens above it dropped, GShard); default none")
     p.add_argument("--precision", default="bf16",
                    help="bf16, fp16, fp8, w8a8-int8, or weight-only int8 / int4 (default bf16)")
     p.add_argument("--kv-dtype", default=None, help="KV-cache dtype: bf16, fp16, fp8, int8, int4 (default: the "

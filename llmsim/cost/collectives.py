@@ -9,6 +9,7 @@ fraction of the link's bandwidth.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -99,3 +100,25 @@ def p2p_s(hardware: HardwareSpec, payload_bytes: float, tp: int, pp: int) -> flo
         return 0.0
     link = link_for(hardware, tp * pp)
     return payload_bytes / (link.bytes_per_s * hardware.efficiency.comm) + link.latency_s
+
+
+def ranks_per_token(experts: int, topk: int, ep: int) -> float:
+    """Expected distinct EP ranks a token's top-k experts live on (``experts / ep`` contiguous experts per
+    rank, top-k drawn without replacement): ep x (1 - C(E - E/ep, k) / C(E, k)). DeepEP and pplx send a token
+    once per destination rank, not once per expert."""
+    if ep <= 1:
+        return 1.0
+    local = experts // ep
+    miss = math.comb(experts - local, topk) / math.comb(experts, topk)
+    return ep * (1.0 - miss)
+
+
+def moe_alltoall_s(hardware: HardwareSpec, tokens: float, hidden: int, act_bytes: float, experts: int,
+                   topk: int, ep: int, busiest_share: float = 1.0) -> float:
+    """One MoE dispatch (or combine) over ``ep`` ranks, each holding ``tokens / ep`` of the batch: each token's
+    hidden state goes to the distinct ranks of its experts (``ranks_per_token``), (ep-1)/ep of them remote.
+    The busiest rank receives ``busiest_share`` times its uniform share, and the collective waits for it."""
+    if ep <= 1 or tokens <= 0:
+        return 0.0
+    payload = tokens / ep * ranks_per_token(experts, topk, ep) * hidden * act_bytes
+    return alltoall_s(hardware, payload * busiest_share, ep)

@@ -60,6 +60,9 @@ class Estimate:
     decode_mbu: float
     memory: MemoryReport
     evidence: dict[str, float] | None = None  # share of kernel time by source (llmsim.cost.evidence)
+    ep: int = 1
+    moe_busiest_share: float = 1.0  # the busiest EP GPU's expert load over its uniform share
+    moe_dropped_fraction: float = 0.0  # routed pairs dropped by an expert capacity limit
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +134,9 @@ def estimate(model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout | 
         decode_mbu=first.hbm_bytes / (first.total_s * hardware.hbm_bytes_per_s * gpus),
         memory=_memory_report(model, plan, prec, batch_size, input_len + output_len),
         evidence=evidence,
+        ep=layout.ep,
+        moe_busiest_share=layout.moe.busiest_share(model.num_experts, layout.ep) if model.is_moe else 1.0,
+        moe_dropped_fraction=layout.moe.dropped_fraction(model.num_experts, layout.ep) if model.is_moe else 0.0,
     )
 
 

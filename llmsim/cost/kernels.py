@@ -210,7 +210,8 @@ class KernelModel:
         """Grouped expert GEMMs (vLLM fused_moe): each expert hit runs its routed rows, padded to the row
         block, through gate/up then down; tile and wave quantisation as for a GEMM over all experts' tiles."""
         tokens, hidden, ffn, experts, topk, ep, up = op.shape
-        routed = float(tokens) * topk / ep
+        # the pairs this GPU runs, routing skew and capacity included (moe_experts builds flops from them)
+        routed = float(op.flops) / (2.0 * hidden * ffn * (up + 1))
         hit = max(experts_hit(float(tokens), experts, topk) / ep, 1e-9)
         bm = self.terms.moe_tile_m
         blocks = hit * math.ceil(routed / hit / bm)  # row blocks over the experts hit
@@ -223,7 +224,7 @@ class KernelModel:
 
     def elementwise(self, op: Operator, p: Physics) -> tuple[float, float, float]:
         """A streaming kernel: fixed time (its minimum duration) plus its bytes at the achieved bandwidth."""
-        compute = float(op.flops) / self.peak(op.compute_dtype)
+        compute = op.flops / self.peak(op.compute_dtype)  # an array over a decode run (KV dequantisation)
         return op.kernels * p.fixed_s, compute, float(op.hbm_bytes) / (self.bw * p.memory_eff)
 
     def time(self, op: Operator, p: Physics | None = None):

@@ -50,22 +50,38 @@ class MemoryPlan:
         return self.num_blocks // max(1, self.blocks_for(tokens_per_seq))
 
 
+def _attention_weights(model: ModelSpec, sh: ShardedShapes) -> float:
+    """One layer's attention weights on one GPU (MLA: the down projections are replicated, the rest sharded
+    over heads)."""
+    h = model.hidden_size
+    if not model.is_mla:
+        bias = (sh.q + 2 * sh.kv if model.qkv_bias or model.linear_bias else 0) + (h if model.o_bias else 0)
+        return h * sh.q + 2 * h * sh.kv + sh.q * h + bias + (sh.heads if model.attention_sinks else 0)
+    q_lora, r = model.q_lora_rank, model.kv_lora_rank
+    nope = model.head_dim - model.qk_rope_head_dim
+    q = (h * q_lora + q_lora * sh.q) if q_lora else h * sh.q
+    return q + h * model.kv_latent_size + r * sh.heads * (nope + model.value_head_dim) \
+        + sh.heads * model.value_head_dim * h
+
+
 def stage_weight_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precision, layers: int,
-                       first: bool, last: bool) -> float:
+                       first: bool, last: bool, moe_layers: int | None = None) -> float:
     """Weights held by one GPU of a stage: sharded linear layers in the weight dtype, replicated norms and
-    (vocab-parallel) embeddings / LM head in 16 bit."""
+    (vocab-parallel) embeddings / LM head in 16 bit. An EP rank holds ``experts / ep`` experts, each sharded
+    ``tp / ep`` ways, plus the shared experts sharded over all tp GPUs. ``moe_layers``: how many of the
+    stage's layers are MoE (default: all of them for an MoE model)."""
     sh = ShardedShapes.of(model, layout)
     h, wb, eb = model.hidden_size, prec.weight_bytes, 2.0
-    attn = h * sh.q + 2 * h * sh.kv + sh.q * h
-    if model.is_moe:
-        mats = 3 if model.gated_mlp else 2
-        experts = model.num_experts // layout.ep * mats * h * sh.expert_ffn
+    mats = 3 if model.gated_mlp else 2
+    dense = mats * h * sh.ffn
+    n_moe = (layers if model.is_moe else 0) if moe_layers is None else moe_layers
+    total = layers * (_attention_weights(model, sh) * wb + model.norm_params_per_layer() * eb)
+    total += (layers - n_moe) * dense * wb
+    if n_moe:
+        experts = model.num_experts // layout.ep * model.expert_params(sh.expert_ffn)
         shared = model.num_shared_experts * mats * h * sh.shared_ffn
-        mlp, router = experts + shared, h * model.num_experts
-    else:
-        mlp, router = (3 if model.gated_mlp else 2) * h * sh.ffn, 0
-    norms = model.norm_params_per_layer()
-    total = layers * ((attn + mlp) * wb + (router + norms) * eb)
+        total += n_moe * (experts * model.expert_bytes(wb) + shared * wb
+                         + (h + model.router_bias) * model.num_experts * eb)
     if first:
         total += (sh.vocab * h + model.learned_positions * h) * eb
     if last and (not model.tied_embeddings or not first):
@@ -82,7 +98,9 @@ def activation_peak_bytes(model: ModelSpec, layout: ParallelLayout, prec: Precis
     sh = ShardedShapes.of(model, layout)
     t, a = max_num_batched_tokens, prec.act_bytes
     if model.is_moe:
-        mlp = model.experts_per_token * 3 * sh.expert_ffn / layout.ep
+        share = layout.moe.busiest_share(model.num_experts, layout.ep)
+        mlp = max(model.experts_per_token * 3 * sh.expert_ffn / layout.ep * share,
+                  3 * sh.ffn if model.num_moe_layers < model.num_layers else 0.0)
     else:
         mlp = 3 * sh.ffn
     per_token = 2 * model.hidden_size + sh.q + 2 * sh.kv + mlp
@@ -102,12 +120,14 @@ def plan_memory(model: ModelSpec, hardware: HardwareSpec, layout: ParallelLayout
         raise ConfigError("block_size, max_num_batched_tokens and max_num_seqs must be positive")
     usable = hardware.hbm_bytes * gpu_memory_utilization
     act = activation_peak_bytes(model, layout, prec, max_num_batched_tokens, max_num_seqs)
-    sh = ShardedShapes.of(model, layout)
     best = None
     counts = stage_layer_counts(model.num_layers, layout.pp)
+    start = 0
     for i, layers in enumerate(counts):
-        weights = stage_weight_bytes(model, layout, prec, layers, i == 0, i == len(counts) - 1)
-        per_token = 2.0 * layers * sh.kv * prec.kv_bytes
+        moe = sum(model.is_moe_layer(j) for j in range(start, start + layers))
+        start += layers
+        weights = stage_weight_bytes(model, layout, prec, layers, i == 0, i == len(counts) - 1, moe)
+        per_token = float(layers * model.kv_elements_per_token_per_layer(layout.tp) * prec.kv_bytes)
         free = usable - weights - act - reserved_bytes
         tokens = math.floor(free / per_token) if free > 0 else 0
         if best is None or tokens < best[0]:

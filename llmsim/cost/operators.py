@@ -26,7 +26,8 @@ class Operator:
     kv_tokens) for attention, (tokens, hidden, ffn, experts, topk, ep, up) for MoE experts, so calibrated fits
     can look the shape up. ``comm_bytes`` is the payload of a collective. ``storage_dtype`` is the format of
     the operand the kernel streams from HBM: a GEMM's or MoE's weights (weight-only quantised GEMMs compute in
-    16 bit), attention's KV cache.
+    16 bit), attention's KV cache. ``layer_share`` is the fraction of decoder layers that run this operator
+    (a model with dense and MoE layers, or with windowed and global attention layers); 1 for most.
     """
 
     name: str
@@ -39,6 +40,7 @@ class Operator:
     comm_bytes: float = 0.0
     comm_ranks: int = 1
     storage_dtype: str = ""
+    layer_share: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,7 @@ class BatchFeatures:
     ``decode_*``: sequences with exactly one new token (paged decode attention).
     ``*_attn_pairs``: sum over sequences of (query, key) pairs, causal and windowed;
     ``*_kv_tokens``: sum over sequences of KV tokens the kernel reads (cached + new).
+    ``full``: the same batch without the sliding window, for a model whose global layers ignore it (gpt-oss).
     """
 
     num_tokens: int
@@ -60,6 +63,7 @@ class BatchFeatures:
     prefill_kv_tokens: float
     decode_seqs: int
     decode_kv_tokens: float | np.ndarray
+    full: BatchFeatures | None = None
 
 
 def _causal_pairs(new: np.ndarray, ctx: np.ndarray, window: int | None) -> float:
@@ -73,6 +77,27 @@ def _causal_pairs(new: np.ndarray, ctx: np.ndarray, window: int | None) -> float
     ramp = np.clip(window - ctx, 0, new)
     ramp_sum = ramp * (first + np.minimum(ctx + ramp, window)) / 2.0
     return float((ramp_sum + (new - ramp) * last).sum())
+
+
+def _chunk_keys(n: np.ndarray, chunk: int) -> np.ndarray:
+    """Sum over positions p = 0..n-1 of (p mod chunk) + 1: keys a query at p attends to with chunked local
+    attention (Llama 4: attention within aligned chunks of ``chunk`` tokens)."""
+    q, r = np.divmod(n, chunk)
+    return q * (chunk * (chunk + 1) / 2.0) + r * (r + 1) / 2.0
+
+
+def chunked_features(new_tokens, context_tokens, emits, chunk: int) -> BatchFeatures:
+    """``batch_features`` for chunked local attention: a query at position p sees the keys of its own chunk,
+    ``(p mod chunk) + 1`` of them; a prefill reads its keys from the start of its first query's chunk."""
+    f = batch_features(new_tokens, context_tokens, emits)
+    new = np.asarray(new_tokens, dtype=np.int64)
+    ctx = np.asarray(context_tokens, dtype=np.int64)
+    pre = new > 1
+    pairs = float((_chunk_keys(ctx[pre] + new[pre], chunk) - _chunk_keys(ctx[pre], chunk)).sum())
+    kv = float((ctx[pre] + new[pre] - (ctx[pre] // chunk) * chunk).sum())
+    dec = float((ctx[~pre] % chunk + 1).sum())
+    return BatchFeatures(f.num_tokens, f.num_seqs, f.num_emit, f.prefill_tokens, f.prefill_seqs, pairs, kv,
+                         f.decode_seqs, dec)
 
 
 def batch_features(new_tokens, context_tokens, emits=None, window: int | None = None) -> BatchFeatures:
@@ -121,7 +146,7 @@ class ShardedShapes:
         tp = layout.tp
         heads = model.num_heads // tp
         kv_heads = max(1, model.num_kv_heads // tp)
-        expert_tp = 1 if layout.ep > 1 else tp  # EP keeps whole experts on each GPU
+        expert_tp = layout.expert_tp  # EP: each expert sharded over tp / ep GPUs (whole when ep == tp)
         return cls(
             q=heads * model.head_dim,
             kv=kv_heads * model.head_dim,
@@ -155,7 +180,7 @@ def experts_hit(tokens: float, experts: int, topk: int) -> float:
 
 
 def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, ep: int, gated: bool,
-                prec: Precision, skew: float = 1.0) -> Operator:
+                prec: Precision, skew: float = 1.0, kept: float = 1.0, weight_bytes: float = 0.0) -> Operator:
     """One MoE layer's expert computation on one GPU (vLLM fused_moe): a grouped gate/up GEMM, the activation
     and a grouped down GEMM over the token-expert pairs routed to this GPU's ``experts / ep`` experts, then the
     top-k weighted sum. ``ffn`` is one expert's intermediate width on this GPU. Reads the weights of every
@@ -164,18 +189,28 @@ def moe_experts(tokens: float, hidden: int, ffn: int, experts: int, topk: int, e
     Routing is uniform by default. ``skew`` >= 1 is the busiest expert-parallel GPU's load relative to its
     uniform share (the GPU whose time the layer waits for; AIC's power-law rows measure that rank): it gets
     ``skew`` times the routed pairs (at most all of them) and its experts are picked ``skew`` times as often.
-    With ``ep`` 1 every expert is local and the total work does not depend on the skew."""
+    With ``ep`` 1 every expert is local and the total work does not depend on the skew; ``kept`` is then the
+    fraction of pairs a capacity limit leaves (``llmsim.specs.moe``)."""
     if skew < 1:
         raise ValueError("skew: must be >= 1 (1 = uniform routing)")
     up = 2 if gated else 1
-    share = min(skew, float(ep)) if ep > 1 else 1.0
+    share = min(skew, float(ep)) if ep > 1 else kept
     routed = tokens * topk / ep * share
     pick = min(1.0, share * topk / experts)  # chance that a token picks a given local expert
     hit = experts / ep * (1.0 - (1.0 - pick) ** tokens)
     act = prec.act_bytes
-    weights = hit * (up + 1) * hidden * ffn * prec.weight_bytes
+    weights = hit * (up + 1) * hidden * ffn * (weight_bytes or prec.weight_bytes)  # MXFP4 experts: their own
     # per pair: gather x (h), write up (up*f), activation reads up*f writes f, down reads f writes h; sum reads h
     activations = act * (routed * (3 * hidden + (2 * up + 2) * ffn) + tokens * hidden)
     flops = 2.0 * routed * hidden * ffn * (up + 1)
     return Operator("moe_experts", "moe", flops, weights + activations, prec.compute, kernels=5,
                     shape=(tokens, hidden, ffn, experts, topk, ep, up), storage_dtype=prec.weights)
+
+
+def useful_flops(op: Operator) -> float | np.ndarray:
+    """FLOPs of ``op`` that count towards MFU: an MoE layer's busiest GPU does ``skew`` times its share, but
+    the replica's useful work is the uniform share on each GPU."""
+    if op.op_class != "moe":
+        return op.flops
+    tokens, hidden, ffn, _, topk, ep, up = op.shape
+    return min(float(op.flops), 2.0 * float(tokens) * topk / ep * hidden * ffn * (up + 1))

@@ -12,13 +12,13 @@ piecewise CUDA graphs) replays one graph per layer piece and launches only the a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from llmsim.cost.collectives import alltoall_s, p2p_s
+from llmsim.cost.collectives import alltoall_s, moe_alltoall_s, p2p_s
 from llmsim.cost.layers import first_stage_operators, last_stage_operators, layer_operators
-from llmsim.cost.operators import BatchFeatures, Operator, batch_features
+from llmsim.cost.operators import BatchFeatures, Operator, batch_features, chunked_features, useful_flops
 from llmsim.cost.roofline import OperatorTimer, OpTime, RooflineTimer
 from llmsim.errors import InfeasibleError
 from llmsim.specs import HardwareSpec, ModelSpec, ParallelLayout, Precision
@@ -74,12 +74,23 @@ def check_layout(model: ModelSpec, layout: ParallelLayout, precision: Precision,
         raise InfeasibleError(f"tp={tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads "
                               f"of {name}")
     ffn = model.expert_ffn_size if model.is_moe else model.ffn_size
-    if ffn % tp and layout.ep == 1:
-        raise InfeasibleError(f"tp={tp} does not divide the FFN size {ffn} of {name}")
+    if ffn % layout.expert_tp and (layout.ep == 1 or model.is_moe):
+        raise InfeasibleError(f"tp={tp} does not divide the FFN size {ffn} of {name}"
+                              + (f" (experts sharded {layout.expert_tp} ways with ep={layout.ep})"
+                                 if layout.ep > 1 else ""))
+    if model.is_moe and model.num_moe_layers < model.num_layers and model.ffn_size % tp:
+        raise InfeasibleError(f"tp={tp} does not divide the dense layers' FFN size {model.ffn_size} of {name}")
     if layout.pp > model.num_layers:
         raise InfeasibleError(f"pp={layout.pp} exceeds the {model.num_layers} layers of {name}")
-    if layout.ep > 1 and (not model.is_moe or model.num_experts % layout.ep):
-        raise InfeasibleError(f"ep={layout.ep} needs an MoE model whose expert count it divides ({name})")
+    if layout.ep > 1 and not model.is_moe:
+        raise InfeasibleError(f"ep={layout.ep} needs an MoE model; {name} is dense")
+    if layout.ep > 1 and model.num_experts % layout.ep:
+        raise InfeasibleError(f"ep={layout.ep} does not divide the {model.num_experts} experts of {name}; "
+                              f"use an ep that divides {model.num_experts}")
+    if layout.ep_comm == "alltoall" and layout.ep != tp:
+        raise InfeasibleError(f"ep={layout.ep}: all-to-all dispatch (ep_comm: alltoall) needs ep == tp ({tp})")
+    if model.is_moe and layout.moe.popularity is not None:
+        layout.moe.expert_loads(model.num_experts)  # one entry per expert
     if not hardware.supports(precision.compute):
         raise InfeasibleError(f"{hardware.name} has no {precision.compute} tensor cores; precision "
                               f"{precision.name} is not available there")
@@ -121,11 +132,15 @@ class CostModel:
         self.timer = timer or default_timer(hardware)
         self.stage_layers = stage_layer_counts(model.num_layers, self.layout.pp)
         self._window = model.sliding_window
+        self._chunk = model.attention_chunk  # chunked local attention (Llama 4) instead of a window
+        self._mixed_window = (model.sliding_window is not None or self._chunk is not None) and \
+            0 < model.num_window_layers < model.num_layers
 
     # --- operators ---------------------------------------------------------------------------------
     def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float, str]]:
-        """(name, class, seconds, source) of one layer's collectives: two TP all-reduces (or EP all-to-alls),
-        timed by the operator timer (a calibrated profile has measured all-reduce curves)."""
+        """(name, class, seconds per average layer, source) of one layer's collectives: the TP all-reduces,
+        timed by the operator timer (a calibrated profile has measured all-reduce curves), or with
+        ``ep_comm: alltoall`` the MoE layers' dispatch and combine (``_moe_alltoall``)."""
         tp, act, h = self.layout.tp, self.precision.act_bytes, self.model.hidden_size
         payload = f.num_tokens * h * act
         if tp <= 1 or payload <= 0:
@@ -133,12 +148,21 @@ class CostModel:
         ar = self.timer.time(Operator("allreduce", "allreduce", 0.0, 0.0, self.precision.activations,
                                       comm_bytes=payload, comm_ranks=tp))
         ops = [("attn_allreduce", "allreduce", float(ar.comm_s), ar.source)]
-        if self.layout.ep > 1:
-            routed = payload * self.model.experts_per_token
-            ops.append(("moe_dispatch_combine", "alltoall", 2 * alltoall_s(self.hardware, routed, tp), "roofline"))
+        moe_share = self.model.num_moe_layers / self.model.num_layers if self.model.is_moe else 0.0
+        if self.layout.ep_comm == "alltoall" and moe_share:
+            ops += self._moe_alltoall(f, moe_share)
+            if moe_share < 1.0:
+                ops.append(("mlp_allreduce", "allreduce", (1.0 - moe_share) * float(ar.comm_s), ar.source))
         else:
             ops.append(("mlp_allreduce", "allreduce", float(ar.comm_s), ar.source))
         return [op for op in ops if op[2] > 0]
+
+    def _moe_alltoall(self, f: BatchFeatures, share: float) -> list[tuple[str, str, float, str]]:
+        m, lay = self.model, self.layout
+        one = share * moe_alltoall_s(self.hardware, f.num_tokens, m.hidden_size, self.precision.act_bytes,
+                                     m.num_experts, m.experts_per_token, lay.ep,
+                                     lay.moe.busiest_share(m.num_experts, lay.ep))
+        return [("moe_dispatch", "alltoall", one, "roofline"), ("moe_combine", "alltoall", one, "roofline")]
 
     def _timed(self, ops: list[Operator]) -> list[tuple[Operator, OpTime]]:
         return [(op, self.timer.time(op)) for op in ops]
@@ -157,12 +181,12 @@ class CostModel:
 
     @staticmethod
     def _kernel(timed: list[tuple[Operator, OpTime]]):
-        return sum((t.kernel_s + t.comm_s for _, t in timed), 0.0)
+        return sum(((t.kernel_s + t.comm_s) * op.layer_share for op, t in timed), 0.0)
 
     @staticmethod
     def _issue(timed: list[tuple[Operator, OpTime]], launch: str) -> float:
         """CPU seconds to issue the eagerly launched kernels of ``timed``."""
-        return sum((t.launch_s for op, t in timed if _eager(op, launch)), 0.0)
+        return sum((t.launch_s * op.layer_share for op, t in timed if _eager(op, launch)), 0.0)
 
     def _stage_parts(self, parts, launch: str) -> list[tuple]:
         """Per pipeline stage: (GPU seconds, kernel-issue seconds)."""
@@ -193,7 +217,13 @@ class CostModel:
 
     # --- public API --------------------------------------------------------------------------------
     def features(self, new_tokens, context_tokens, emits=None) -> BatchFeatures:
-        return batch_features(new_tokens, context_tokens, emits, self._window)
+        if self._chunk is not None:
+            f = chunked_features(new_tokens, context_tokens, emits, self._chunk)
+        else:
+            f = batch_features(new_tokens, context_tokens, emits, self._window)
+        if self._mixed_window:  # global layers see the whole context (gpt-oss)
+            return replace(f, full=batch_features(new_tokens, context_tokens, emits, None))
+        return f
 
     def step_time(self, new_tokens, context_tokens, emits=None, launch: str = "eager") -> StepCost:
         """Time of one step; per sequence ``new_tokens[i]`` computed on top of ``context_tokens[i]`` cached.
@@ -213,9 +243,10 @@ class CostModel:
         # Totals straight from the timed operators (no per-row objects: this runs once per simulated step).
         for timed, count in ((layer, self.model.num_layers), (first, 1), (last, 1)):
             for op, t in timed:
-                kernel["compute" if t.compute_s >= t.memory_s else "memory"] += count * float(t.kernel_s)
-                flops += count * float(op.flops)
-                hbm += count * float(op.hbm_bytes)
+                n = count * op.layer_share
+                kernel["compute" if t.compute_s >= t.memory_s else "memory"] += n * float(t.kernel_s)
+                flops += n * float(useful_flops(op))  # MFU counts the uniform MoE share, not the busiest GPU
+                hbm += n * float(op.hbm_bytes)
         comm_s = self.model.num_layers * sum(c[2] for c in comm) + gather + (self.layout.pp - 1) * send
         exposed_launch = float(sum(max(0.0, i - g) for g, i in stage_parts))
         overhead = self.overhead_s(f.num_seqs)
@@ -241,8 +272,9 @@ class CostModel:
         rows: list[OpCost] = []
         for where, timed, count in (("layer", layer, self.model.num_layers), ("first_stage", first, 1),
                                     ("last_stage", last, 1)):
-            rows += [OpCost(op.name, op.op_class, where, count, count * float(op.flops),
-                            count * float(op.hbm_bytes), count * float(t.total_s), count * t.launch_s,
+            rows += [OpCost(op.name, op.op_class, where, round(count * op.layer_share),
+                            count * op.layer_share * float(op.flops), count * op.layer_share * float(op.hbm_bytes),
+                            count * op.layer_share * float(t.total_s), count * op.layer_share * t.launch_s,
                             t.bound, t.source) for op, t in timed]
         rows += [OpCost(n, c, "layer", self.model.num_layers, 0.0, 0.0, self.model.num_layers * s, 0.0,
                         "comm", src) for n, c, s, src in comm]
@@ -259,12 +291,17 @@ class CostModel:
         step k sees ``context_tokens + k``. Exact, vectorised over steps (only decode attention varies)."""
         ctx = np.asarray(context_tokens, dtype=np.int64)
         ks = np.arange(num_steps, dtype=np.float64)
-        if self._window is None:  # sum of (ctx + 1 + k) over sequences, without a (steps x seqs) matrix
+        if self._chunk is not None:  # the new token at position ctx + k sees (ctx + k) mod chunk + 1 keys
+            kv_sum = (((ctx[None, :] + ks[:, None].astype(np.int64)) % self._chunk) + 1).sum(axis=1).astype(np.float64)
+        elif self._window is None:  # sum of (ctx + 1 + k) over sequences, without a (steps x seqs) matrix
             kv_sum = float(ctx.sum() + ctx.size) + ctx.size * ks
         else:
             kv_sum = np.minimum(ctx[None, :] + 1 + ks[:, None], self._window).sum(axis=1).astype(np.float64)
         f0 = self.features(np.ones_like(ctx), ctx)
         f = BatchFeatures(f0.num_tokens, f0.num_seqs, f0.num_emit, 0, 0, 0.0, 0.0, f0.decode_seqs, kv_sum)
+        if self._mixed_window:
+            full = float(ctx.sum() + ctx.size) + ctx.size * ks
+            f = replace(f, full=replace(f, decode_kv_tokens=full))
         stages = self._stage_times(self._parts(f), launch)
         return np.stack([np.broadcast_to(np.asarray(s, dtype=np.float64), (num_steps,)) for s in stages], axis=1)
 

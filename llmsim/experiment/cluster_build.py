@@ -36,6 +36,10 @@ class PoolSettings:
     kv: dict[str, Any] | None
     gpu_memory_utilization: float
     reserved_bytes: float | None = None
+    ep: int = 1
+    ep_comm: str = "allreduce"
+    moe: Any = None  # llmsim.specs.moe.MoERouting (None: uniform routing)
+    lora: Any = None  # the experiment's lora: block (a mapping) or None
 
 
 def _merge(top: Mapping[str, Any] | None, pool: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -53,7 +57,8 @@ def pool_settings(cfg) -> list[PoolSettings]:
     if cfg.cluster is None:
         return [PoolSettings("default", "mixed", cfg.layout.replicas, "", cfg.hardware, cfg.layout.tp, cfg.layout.pp,
                              cfg.precision, cfg.kv_dtype, cfg.engine, cfg.max_model_len, dict(cfg.scheduler),
-                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes)]
+                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes,
+                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing(), cfg.lora)]
     out = []
     for name, p in cfg.cluster.pools.items():
         values = {k: getattr(cfg, k) if getattr(p, k) is None else getattr(p, k) for k in POOL_KEYS}
@@ -63,7 +68,8 @@ def pool_settings(cfg) -> list[PoolSettings]:
             values["precision"], values["kv_dtype"], values["engine"], values["max_model_len"],
             _merge(cfg.scheduler, p.scheduler), _merge(cfg.kv, p.kv),
             util if p.memory is None else p.memory.gpu_memory_utilization,
-            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes))
+            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes,
+            layout.ep, layout.ep_comm, cfg.moe.routing(), cfg.lora))
     return out
 
 
@@ -75,9 +81,44 @@ def at(where: str, field: str, build, *args, **kwargs):
         text = str(exc)
         if text.startswith(f"{where}: "):
             raise ConfigError(text) from None
-        if field.endswith("layout") and text[:3] in ("tp=", "pp="):  # "tp=3 does not divide the 32 heads ..."
+        if text.startswith("moe."):  # "moe.popularity: 4 entries for a model with 8 experts"
+            raise ConfigError(f"{where}: {text}") from None
+        if field.endswith("layout") and text[:3] in ("tp=", "pp=", "ep="):  # "tp=3 does not divide the 32 heads"
             field = f"{field}.{text[:2]}"
         raise ConfigError(f"{where}: {field}: {text}") from None
+
+
+def _attended(model, kv, where: str, px: str):
+    """The model as the cost model sees it: a windowed KV policy (``llmsim.kv.window``) caps the keys each
+    query attends to, as a sliding window does."""
+    from dataclasses import replace
+
+    from llmsim.kv.window import kv_token_cap
+
+    try:
+        cap = kv_token_cap(dict(kv or {}))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {px}kv: {exc}") from None
+    if cap is None or (model.sliding_window and model.sliding_window <= cap):
+        return model
+    return replace(model, sliding_window=cap, global_attention_every=0, attention_chunk=None)
+
+
+def _lora(block, model, where: str):
+    from llmsim.lora import lora_from_dict
+
+    try:
+        spec = lora_from_dict(block)
+        spec.module_shapes(model)  # targets the model has
+        return spec
+    except LlmsimError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _layout(s: PoolSettings) -> ParallelLayout:
+    from llmsim.specs.moe import MoERouting
+
+    return ParallelLayout(tp=s.tp, pp=s.pp, dp=s.replicas, ep=s.ep, ep_comm=s.ep_comm, moe=s.moe or MoERouting())
 
 
 def check_sim_kv(kv: Mapping[str, Any], where: str, prefix: str = "") -> None:
@@ -104,14 +145,16 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     hardware = at(where, f"{px}hardware", load_hardware, s.hardware)
     precision = at(where, f"{px}precision", Precision.parse, s.precision, s.kv_dtype)
     at(where, f"{px}precision", hardware.peak_flops, precision.compute)
-    layout = ParallelLayout(tp=s.tp, pp=s.pp, dp=s.replicas)
-    cost_model = at(where, f"{px}layout", CostModel, model, hardware, layout, precision)
+    layout = at(where, f"{px}layout", _layout, s)
+    cost_model = at(where, f"{px}layout", CostModel, _attended(model, s.kv, where, px), hardware, layout,
+                    precision)
     engine = at(where, f"{px}engine", load_engine, s.engine)
     if check:
         _check_blocks(s, engine, hardware, where)
     kv = {**(s.kv or {}), "gpu_memory_utilization": s.gpu_memory_utilization, "reserved_bytes": s.reserved_bytes}
+    lora = None if s.lora is None else _lora(s.lora, model, where)
     dep = at(where, f"{px}layout", deployment, model, hardware, layout, precision, dict(s.scheduler), kv,
-             s.max_model_len, cost_model, engine)
+             s.max_model_len, cost_model, engine, lora)
     if check:
         from llmsim.kv import KV_MANAGERS
 

@@ -37,10 +37,13 @@ class _Strict(BaseModel):
 
 
 class PoolLayoutConfig(_Strict):
-    """GPUs of one replica of the pool (``replicas`` is the pool's own field)."""
+    """GPUs of one replica of the pool (``replicas`` is the pool's own field); ``ep`` / ``ep_comm`` as the
+    top-level ``layout``."""
 
     tp: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    ep_comm: Literal["allreduce", "alltoall"] = "allreduce"
 
 
 class PoolMemoryConfig(_Strict):

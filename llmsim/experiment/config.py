@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -26,11 +26,47 @@ class _Strict(BaseModel):
 
 
 class LayoutConfig(_Strict):
-    """``tp`` x ``pp`` GPUs per replica, ``replicas`` independent replicas (data parallelism)."""
+    """``tp`` x ``pp`` GPUs per replica, ``replicas`` independent replicas (data parallelism); ``ep``: MoE
+    experts spread over ``ep`` groups of the tp GPUs (``ep`` divides tp and the expert count), with tokens
+    reaching them by the TP all-reduce (``ep_comm: allreduce``, vLLM with one DP rank) or by all-to-all
+    dispatch and combine (``alltoall``, DeepEP); see ``llmsim.specs.layout``."""
 
     tp: int = Field(1, ge=1)
     pp: int = Field(1, ge=1)
     replicas: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    ep_comm: Literal["allreduce", "alltoall"] = "allreduce"
+
+    @model_validator(mode="after")
+    def _ep_divides_tp(self) -> LayoutConfig:
+        if self.ep > 1 and self.tp % self.ep:
+            raise ValueError(f"ep: must divide tp={self.tp} (experts spread over groups of the tp GPUs), "
+                             f"got {self.ep}")
+        return self
+
+
+class MoEConfig(_Strict):
+    """Expert load: ``skew`` (the busiest EP GPU's load over its uniform share, >= 1) or ``popularity`` (the
+    measured fraction of routed pairs per expert, summing to 1), and an optional ``capacity_factor``
+    (tokens above it are dropped, as GShard). See ``llmsim.specs.moe``."""
+
+    skew: float = 1.0
+    popularity: list[float] | None = None
+    capacity_factor: float | None = None
+
+    @model_validator(mode="after")
+    def _routing(self) -> MoEConfig:
+        self.routing()
+        return self
+
+    def routing(self):
+        from llmsim.specs.moe import MoERouting
+
+        try:
+            return MoERouting(self.skew, None if self.popularity is None else tuple(self.popularity),
+                              self.capacity_factor)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("moe.")) from None
 
 
 class MemoryConfig(_Strict):
@@ -129,6 +165,8 @@ class ExperimentConfig(_Strict):
     model: str
     hardware: str
     layout: LayoutConfig = Field(default_factory=LayoutConfig)
+    moe: MoEConfig = Field(default_factory=MoEConfig)
+    lora: dict[str, Any] | None = None  # multi-LoRA adapters (llmsim.lora.adapters.lora_from_dict)
     precision: str = "bf16"
     kv_dtype: str | None = None
     engine: str | dict[str, Any] | None = None

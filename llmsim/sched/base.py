@@ -47,6 +47,7 @@ class Scheduler:
     chunked_prefill = True  # whether a prompt may be split over steps (else it must fit the token budget)
     tracks_steps = False  # whether _after_step / _after_run hooks run (MLFQ accounting)
     adoptable = True  # whether a running request may move in from another replica (P/D decode, migration)
+    lora = None  # multi-LoRA runtime (llmsim.lora.runtime), set by the simulator: max_loras on admission
 
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
                  preemption_mode: str = "recompute") -> None:

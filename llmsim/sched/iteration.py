@@ -150,6 +150,8 @@ class IterationScheduler(Scheduler):
         return budget
 
     def _schedule_waiting(self, plan: Plan, budget: int) -> int:
+        if self.lora is not None:
+            return self._schedule_waiting_lora(plan, budget)
         kv = self.kv
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
@@ -169,6 +171,47 @@ class IterationScheduler(Scheduler):
             self._admit(seq, plan, chunk)
             budget -= chunk
         return budget
+
+    def _schedule_waiting_lora(self, plan: Plan, budget: int) -> int:
+        """vLLM v0.15.1 (v1 scheduler) with LoRA: a waiting request whose adapter would make the step's
+        distinct adapters exceed ``max_loras`` is skipped; the skipped ones go back to the head of the queue
+        in order once the step's admissions are done."""
+        lora, waiting = self.lora, self.waiting
+        loras = {lora.adapter_of(s) for s in plan.seqs}
+        skipped: list[Seq] = []
+        while waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = waiting[0]
+            if not lora.admissible(seq, loras):
+                skipped.append(waiting.popleft())
+                continue
+            before = len(plan.seqs)
+            budget = self._admit_one(plan, budget)
+            if len(plan.seqs) == before:
+                break
+            loras.add(lora.adapter_of(seq))
+        restore = getattr(waiting, "appendleft", None)
+        for seq in reversed(skipped) if restore else skipped:
+            (restore or waiting.append)(seq)
+        return budget
+
+    def _admit_one(self, plan: Plan, budget: int) -> int:
+        """Admit the head of the queue if the budget and KV allow (the body of ``_schedule_waiting``)."""
+        kv, seq = self.kv, self.waiting[0]
+        hit = kv.match_prefix(seq) if kv.supports_prefix and seq.num_computed == 0 else 0
+        n = seq.num_tokens - hit
+        if not self.chunked and n > budget:
+            return budget
+        chunk = min(n, budget)
+        if self.long_prefill_token_threshold:
+            chunk = min(chunk, self.long_prefill_token_threshold)
+        alloc = seq.num_tokens if self.reserve_prompt else hit + chunk
+        if not kv.can_allocate(seq, alloc, watermark=self.admission_watermark) or not kv.allocate(seq, alloc):
+            return budget
+        self.waiting.popleft()
+        seq.num_computed = hit
+        seq.prefix_hit_tokens += hit
+        self._admit(seq, plan, chunk)
+        return budget - chunk
 
     def _pad(self, plan: Plan) -> None:
         if self.capture_sizes and plan.seqs:

@@ -51,7 +51,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     step_log = StepLog(keep_rows=record_steps)
     feeder = _Feeder(env, _build_router(spec.router, "router", seed, 1), rng, arrivals_callback,
                      entry[0].deployment.runtime.frontend.request_s)
-    replicas = _build_replicas(env, spec, step_log, req_log, feeder.on_end, max_run_steps, check_invariants)
+    replicas = _build_replicas(env, spec, step_log, req_log, feeder.on_end, max_run_steps, check_invariants, seed)
     network = Network(env, spec, [r.pool for r in replicas], [_gpus(spec.pool(r.pool)) for r in replicas])
     handoff = _disaggregation(env, spec, replicas, network, req_log, feeder.on_end, seed)
     migrators = _migrators(env, spec, replicas, network, handoff)
@@ -67,6 +67,9 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     unfinished = sum(r.num_resident for r in replicas) + in_transit
     for replica in replicas:
         replica.report_unfinished()
+        for eng in replica.engines:  # adapters paged in the KV pool give their blocks back (llmsim.lora.unified)
+            if hasattr(eng.lora, "release_all"):
+                eng.lora.release_all()
     if handoff is not None:
         handoff.report_unfinished()
     for m in migrators:
@@ -101,21 +104,54 @@ def _build_with(registry: Registry, block: Mapping[str, Any], where: str, **defa
     return registry.build(block, where=where, **{k: v for k, v in defaults.items() if k not in block})
 
 
+def _adapter_tables(spec: ClusterSpec, seed: int) -> dict:
+    """One adapter table per LoRA spec of the cluster (its own random stream: other draws do not shift)."""
+    from llmsim.lora import AdapterTable
+
+    # keyed by value: pools built from the same lora: block (prefill and decode pools) share one draw per request
+    specs = {p.deployment.lora for p in spec.pools if p.deployment.lora is not None}
+    return {s: AdapterTable(s, np.random.default_rng([seed, 3])) for s in specs}
+
+
 def _build_replicas(env, spec: ClusterSpec, steps: StepLog, requests: RequestLog, on_end, max_run_steps: int,
-                    check_invariants: bool) -> list[PoolReplica]:
+                    check_invariants: bool, seed: int = 0) -> list[PoolReplica]:
     replicas: list[PoolReplica] = []
+    tables = _adapter_tables(spec, seed)
     for pool in spec.pools:
         dep = pool.deployment
         link = SwapSpace(0, dep.block_bytes, dep.host_link.bytes_per_s, dep.host_link.latency_s)  # PCIe timing
         timer = StepTimer(dep.cost_model, dep.runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
         for _ in range(pool.replicas):
-            engines = _engines(pool)
+            engines = _engines(pool, tables)
             replicas.append(PoolReplica(env, len(replicas), engines, timer, steps, requests, on_end, max_run_steps,
                                         check_invariants, pool=pool.name, role=pool.role))
     return replicas
 
 
-def _engines(pool: PoolSpec) -> list[Engine]:
+def _lora_runtime(dep, table):
+    """A multi-LoRA runtime for one engine of ``dep`` (None without adapters)."""
+    if dep.lora is None:
+        return None
+    from functools import partial
+
+    from llmsim.cost.lora import adapter_bytes, lora_step_s
+    from llmsim.lora import LoraRuntime
+
+    spec, link = dep.lora, dep.host_link
+    kernel = partial(lora_step_s, spec, dep.model, dep.layout, dep.precision, dep.hardware)
+
+    def load_s(adapter: int) -> float:
+        return link.latency_s + adapter_bytes(spec, dep.model, dep.layout, dep.precision, adapter) / link.bytes_per_s
+
+    if spec.mode == "unified":
+        from llmsim.lora.unified import UnifiedLoraRuntime
+
+        return UnifiedLoraRuntime(spec, table, kernel, load_s,
+                                  partial(adapter_bytes, spec, dep.model, dep.layout, dep.precision), dep.block_bytes)
+    return LoraRuntime(spec, table, kernel, load_s)
+
+
+def _engines(pool: PoolSpec, tables: dict | None = None) -> list[Engine]:
     dep = pool.deployment
     engines = []
     pp = dep.layout.pp
@@ -125,6 +161,10 @@ def _engines(pool: PoolSpec) -> list[Engine]:
                          dep.host_link.latency_s) if dep.swap_blocks else None
         sched = SCHEDULERS.build(dep.scheduler_block, where="scheduler")
         sched.bind(kv, swap, dep.max_model_len)
+        if dep.lora is not None:
+            sched.lora = _lora_runtime(dep, (tables or {})[dep.lora])
+            if hasattr(sched.lora, "bind"):
+                sched.lora.bind(sched)
         if not sched.adoptable and (pool.role == "decode"):
             raise ConfigError(f"cluster.pools.{pool.name}.scheduler: a decode pool needs a scheduler that takes in "
                               f"running requests; {sched.name} does not")
@@ -170,7 +210,15 @@ def _kv_stats(replicas: list[PoolReplica]) -> dict[str, int | float]:
     swaps = [e.sched.swap for e in engines if e.sched.swap is not None]
     query = sum(getattr(kv, "num_query_tokens", 0) for kv in kvs)
     hits = sum(getattr(kv, "num_hit_tokens", 0) for kv in kvs)
-    return {
+    tiers: dict[str, float] = {}
+    for kv in kvs:  # KV hierarchy (llmsim.kv.tiers): per-tier hits, writes, evictions, loads
+        for key, value in (kv.tier_stats() if hasattr(kv, "tier_stats") else {}).items():
+            tiers[key] = tiers.get(key, 0) + value
+    if tiers and query:
+        tiers["kv_gpu_hit_rate"] = hits / query
+        tiers["kv_cpu_hit_rate"] = tiers["kv_cpu_hit_tokens"] / query
+        tiers["kv_disk_hit_rate"] = tiers["kv_disk_hit_tokens"] / query
+    return {**tiers,
         "kv_blocks_allocated": sum(kv.num_allocated for kv in kvs),
         "kv_blocks_freed": sum(kv.num_freed for kv in kvs),
         "prefix_query_tokens": query, "prefix_cached_tokens": hits, "prefix_miss_tokens": query - hits,
@@ -181,6 +229,19 @@ def _kv_stats(replicas: list[PoolReplica]) -> dict[str, int | float]:
     }
 
 
+def _lora_stats(replicas: list[PoolReplica]) -> dict[str, float]:
+    """Adapter loads (count, seconds), LoRA kernel seconds and distinct adapters per step, over all engines."""
+    runs = [e.lora for r in replicas for e in r.engines if e.lora is not None]
+    if not runs:
+        return {}
+    stats = [r.stats() for r in runs]
+    steps = sum(s["lora_steps"] for s in stats)
+    out = {k: sum(s[k] for s in stats) for k in ("lora_loads", "lora_load_s", "lora_kernel_s", "lora_steps")}
+    out["lora_distinct_per_step"] = sum(s["lora_distinct_per_step"] * s["lora_steps"] for s in stats) / steps \
+        if steps else 0.0
+    return out
+
+
 def _info(spec: ClusterSpec, replicas: list[PoolReplica], network: Network, migrators: list[Migrator],
           **run: Any) -> dict[str, Any]:
     first = spec.pools[0].deployment
@@ -189,6 +250,7 @@ def _info(spec: ClusterSpec, replicas: list[PoolReplica], network: Network, migr
                 frontend_request_s=runtime.frontend.request_s, frontend_token_s=runtime.frontend.token_s)
     info["cost_calls"] = sum({id(r.timer): r.timer.num_calls for r in replicas}.values())
     info.update(_kv_stats(replicas))
+    info.update(_lora_stats(replicas))
     info.update(cluster_totals(spec))
     if not spec.is_single:
         info.update(spec.info)

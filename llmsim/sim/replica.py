@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import simpy
@@ -35,7 +36,7 @@ class Engine:
     visible to the next plan."""
 
     __slots__ = ("index", "sched", "kv", "proc", "wake", "in_run", "pending", "cutoff_s", "held", "at_boundary",
-                 "run")
+                 "run", "tiered", "lora")
 
     def __init__(self, sched: Scheduler, kv: KVManager, index: int = 0) -> None:
         self.index = index  # virtual engine (pipeline micro-batch slot) within the replica
@@ -49,6 +50,8 @@ class Engine:
         self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
         self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
+        self.tiered = hasattr(kv, "take_load_s")  # a KV hierarchy whose loads a step waits for (kv/tiers.py)
+        self.lora = sched.lora  # multi-LoRA runtime (llmsim.lora.runtime): adapter loads and kernels per step
 
 
 class Replica:
@@ -192,6 +195,10 @@ class Replica:
     def _step(self, eng: Engine, plan: Plan, after_idle: bool):
         env = self.env
         cost = self.timer.step(plan)
+        if eng.tiered:
+            cost = _with_tier_load(cost, eng.kv)
+        if eng.lora is not None:
+            cost = _plus_gpu(cost, sum(eng.lora.step_s(plan)))
         cpu = self.timer.cpu_s(plan)
         start = env.now
         sched, kv = eng.sched, eng.kv
@@ -233,6 +240,10 @@ class Replica:
     def _decode_run(self, eng: Engine, plan: Plan, k: int):
         env = self.env
         gpu, flops, hbm = self.timer.decode_run(plan, k)
+        if eng.lora is not None:  # the run's adapters: same kernels every step, any load before the first
+            kernel, load = eng.lora.run_s(plan, k)
+            gpu = gpu + kernel
+            gpu[0] += load
         cpu = self.timer.cpu_s(plan)
         durations = np.maximum(gpu, cpu) if self.async_sched else gpu + cpu
         ends = np.cumsum(durations)
@@ -309,6 +320,23 @@ class Replica:
         seq.finish_s = now
         self.requests.finished(seq, self.index)
         self.on_end(seq, now + self.requests.frontend_overhead_s)
+
+
+def _with_tier_load(cost, kv):
+    """The step's time once it waits for the KV-tier loads its admissions started (``llmsim.kv.tiers``)."""
+    load = kv.take_load_s()
+    if load <= 0:
+        return cost
+    gpu = kv.step_with_load(cost.gpu_s, load)
+    stages = (cost.stage_s[0] + gpu - cost.gpu_s, *cost.stage_s[1:])
+    return replace(cost, gpu_s=gpu, stage_s=stages)
+
+
+def _plus_gpu(cost, extra_s: float):
+    """``cost`` with ``extra_s`` more GPU seconds on the first stage (LoRA kernels and adapter loads)."""
+    if extra_s <= 0:
+        return cost
+    return replace(cost, gpu_s=cost.gpu_s + extra_s, stage_s=(cost.stage_s[0] + extra_s, *cost.stage_s[1:]))
 
 
 def run_blocks(eng: Engine) -> int:

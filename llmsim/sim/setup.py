@@ -32,6 +32,7 @@ class Deployment:
     kv_bytes_per_token_replica: float
     info: Mapping[str, Any]
     runtime: Any = None
+    lora: Any = None  # llmsim.lora.LoraSpec: adapters served on this deployment
 
 
 def default_kv_kind(scheduler: Mapping[str, Any]) -> str:
@@ -53,7 +54,7 @@ def _specs(model, hardware, layout, precision):
 
 
 def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model,
-               engine=None) -> Deployment:
+               engine=None, lora=None) -> Deployment:
     from llmsim.cost import CostModel, plan_memory  # imported late: the cost package is optional in tests
     from llmsim.engines import EngineProfile, load_engine, resolve_engine
 
@@ -71,6 +72,12 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     seqs = sched_block.get("max_num_seqs") or sched_block.get("max_batch_size") or 256
     util = float(sim_kv.get("gpu_memory_utilization", runtime.gpu_memory_utilization))
     reserved = {"reserved_bytes": float(sim_kv["reserved_bytes"])} if sim_kv.get("reserved_bytes") is not None else {}
+    if lora is not None and lora.mode == "slots":  # vLLM preallocates max_loras slots before sizing the KV
+        from llmsim.cost.lora import slots_bytes
+        from llmsim.cost.memory import DEFAULT_RESERVED_BYTES
+
+        base = reserved.get("reserved_bytes", DEFAULT_RESERVED_BYTES)
+        reserved = {"reserved_bytes": base + slots_bytes(lora, model, layout, precision)}
     plan = plan_memory(model, hardware, layout, precision, gpu_memory_utilization=util,
                        max_num_batched_tokens=int(budget), max_num_seqs=int(seqs), block_size=block_size,
                        **reserved)
@@ -82,6 +89,10 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     if kv_block["kind"] == "contiguous":
         kv_defaults["max_model_len"] = max_len
     block_bytes = plan.kv_bytes_per_token * block_size
+    if kv_block["kind"] == "tiered":  # llmsim.kv.tiers: block size and link of one GPU, its share of host memory
+        kv_defaults.update(block_bytes=block_bytes, link_bytes_per_s=hardware.host_link.bytes_per_s,
+                           link_latency_s=hardware.host_link.latency_s,
+                           host_memory_bytes=hardware.host_memory_bytes, num_layers=model.num_layers)
     swap_gb = float(sim_kv.get("swap_space_gb", 4.0))  # vLLM's default swap_space, GiB per GPU
     cm = cost_model or CostModel(model, hardware, layout, precision)
     info = {
@@ -98,7 +109,7 @@ def deployment(model, hardware, layout, precision, scheduler, kv, max_model_len,
     }
     return Deployment(model, hardware, layout, precision, cm, sched_block, kv_block, kv_defaults,
                       int(swap_gb * GIB / block_bytes), block_bytes, hardware.host_link, max_len,
-                      model.kv_bytes_per_token(precision.kv_bytes), info, runtime)
+                      model.kv_bytes_per_token(precision.kv_bytes), info, runtime, lora)
 
 
 def capacity_tokens_per_s(cost_model, budget: int) -> float:

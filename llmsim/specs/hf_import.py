@@ -1,4 +1,6 @@
-"""Read a Hugging Face ``config.json`` (Llama / Llama 4 / Mistral / Mixtral / Qwen2 / Qwen3 / OPT families) into a ModelSpec.
+"""Read a Hugging Face ``config.json`` (Llama / Llama 4 / Mistral / Mixtral / Qwen2 / Qwen3 (MoE) / DeepSeek-V3 /
+gpt-oss / OPT families) into a ModelSpec; the MoE and latent-attention families' fields are in
+``llmsim.specs.hf_families``.
 
 Field names follow transformers' configuration classes (``LlamaConfig``, ``MixtralConfig``, ``OPTConfig``, ...).
 """
@@ -11,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from llmsim.errors import ConfigError
+from llmsim.specs.hf_families import FAMILIES
 from llmsim.specs.model import ModelSpec
 
-ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "llama4_text")
+ROTARY_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "llama4_text",
+                   "deepseek_v3", "gpt_oss")
 SUPPORTED = (*ROTARY_FAMILIES, "llama4", "opt")
 MAX_CONFIG_BYTES = 16 << 20
 
@@ -90,26 +94,16 @@ def spec_from_hf(cfg: Mapping[str, Any], name: str) -> ModelSpec:
     window = cfg.get("sliding_window")
     if family.startswith("qwen") and not cfg.get("use_sliding_window", False):
         window = None
-    moe: dict[str, int] = {}
+    moe: dict[str, Any] = {}
     max_context = _get(cfg, "max_position_embeddings")
     ffn = _get(cfg, "intermediate_size")
     if family == "mixtral":
         moe = dict(num_experts=_get(cfg, "num_local_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
                    expert_ffn_size=ffn)
-    elif family in ("qwen2_moe", "qwen3_moe"):
-        moe = dict(num_experts=_get(cfg, "num_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
-                   expert_ffn_size=_get(cfg, "moe_intermediate_size"))
-        shared = cfg.get("shared_expert_intermediate_size") or 0
-        if shared:
-            moe.update(num_shared_experts=1, shared_expert_ffn_size=shared)
-    elif family == "llama4_text":
-        # Llama 4 (transformers Llama4TextConfig): routed experts of intermediate_size plus one shared expert of
-        # the same width in every MoE layer; dense layers (intermediate_size_mlp) only when interleaved.
-        if _get(cfg, "interleave_moe_layer_step", 1) != 1:
-            raise ConfigError("field 'interleave_moe_layer_step': interleaved dense and MoE layers (Llama 4 "
-                              "Maverick) are not supported yet; only every-layer MoE (Scout) is")
-        moe = dict(num_experts=_get(cfg, "num_local_experts"), experts_per_token=_get(cfg, "num_experts_per_tok"),
-                   expert_ffn_size=ffn, num_shared_experts=1, shared_expert_ffn_size=ffn)
+    elif family in FAMILIES:
+        moe = FAMILIES[family](cfg, _get)
+    ffn = moe.pop("ffn_size", ffn)
+    head_dim = moe.pop("head_dim", head_dim)
     return ModelSpec(
         name=name,
         family=family,

@@ -15,6 +15,9 @@ DTYPE_BYTES: dict[str, float] = {
     "fp8": 1.0,
     "int8": 1.0,
     "int4": 0.5 + 2.0 / 128,
+    # low-bit KV caches (KIVI, arXiv 2402.02750; QServe): 2 or 3 bits per value plus a 16-bit scale per 128
+    "int3": 0.375 + 2.0 / 128,
+    "int2": 0.25 + 2.0 / 128,
 }
 
 # Named weight/activation schemes (as serving engines name them) -> (weight dtype, activation/compute dtype).
@@ -29,7 +32,9 @@ PRECISIONS: dict[str, tuple[str, str]] = {
     "int4": ("int4", "bf16"),  # weight-only int4 (W4A16, AWQ/GPTQ)
 }
 
-KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4")
+KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "int3", "int2")
+# KV formats the attention kernel dequantises on CUDA cores (fp8 / int8 are converted natively or nearly so)
+LOW_BIT_KV = ("int4", "int3", "int2")
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,8 +88,10 @@ def test_import_llama4_scout_text_config(tmp_path):
     assert m.num_shared_experts == 1 and m.shared_expert_ffn_size == 32 == m.expert_ffn_size
     # router 64*16 + 16 routed experts + 1 shared, each 3*64*32
     assert m.mlp_params_per_layer() == 64 * 16 + 17 * 3 * 64 * 32
-    with pytest.raises(ConfigError, match="interleave_moe_layer_step"):  # Maverick's dense/MoE interleave
-        load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": {**text, "interleave_moe_layer_step": 2}}))
+    mav = load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": {**text, "interleave_moe_layer_step": 2}}))
+    assert mav.num_moe_layers == 1 and mav.ffn_size == 128  # layer 1 MoE, layer 0 a dense MLP of intermediate_size_mlp
+    with pytest.raises(ConfigError, match="moe_layers"):
+        load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": {**text, "moe_layers": [0]}}))
     with pytest.raises(ConfigError, match="text_config"):
         load_hf_config(_write(tmp_path, {"model_type": "llama4"}))
 
