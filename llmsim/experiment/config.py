@@ -121,6 +121,15 @@ class SweepConfig(_Strict):
         return self
 
 
+class SamplingConfig(_Strict):
+    """Parallel sampling: every request asks for ``n`` outputs (vLLM ``SamplingParams.n``), decoded as ``n``
+    sequences that share the prompt's KV blocks (``share_prompt``; false: naive copies, each computing and
+    holding its own prompt) and finish when all have."""
+
+    n: int = Field(1, ge=1)
+    share_prompt: bool = True
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a base configuration plus an optional sweep. See ``llmsim schema``."""
 
@@ -143,6 +152,8 @@ class ExperimentConfig(_Strict):
     frontend_overhead_s: float = Field(0.0, ge=0)
     router: dict[str, Any] | None = None
     cluster: ClusterConfig | None = None
+    speculative: dict[str, Any] | None = None
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @field_validator("scheduler", "kv", "router")

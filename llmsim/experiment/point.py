@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from llmsim.errors import ConfigError
 from llmsim.experiment.sweep import Point, resolve_workload_ref
 from llmsim.specs import load_model
 
@@ -132,6 +133,13 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     cluster, _ = build_cluster(cfg, model, point.where)
     spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
+    if cfg.sampling.n > 1:
+        from llmsim.workload.parallel import fan_out
+
+        if spec.closed_loop is not None:
+            raise ConfigError(f"{point.where}: sampling.n: parallel sampling with closed-loop users is not modelled")
+
+        stream = fan_out(stream, cfg.sampling.n, cfg.sampling.share_prompt)
     callback, max_time = None, None
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
@@ -140,6 +148,10 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     result = _with_phases(result, point)
     summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
+    if cfg.sampling.n > 1:
+        from llmsim.metrics.parallel import parent_summary
+
+        summary.update(parent_summary(result.requests, cfg.sampling.n))
     summary.update(_per_resource(summary, cluster))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps

@@ -31,7 +31,10 @@ from llmsim.sim.pool_replica import PoolReplica
 from llmsim.sim.replica import Engine
 from llmsim.sim.result import SimResult
 from llmsim.sim.spec import ClusterSpec, PoolSpec
+from llmsim.sim.spec_stats import seed_speculators, speculation_stats
+from llmsim.sim.spec_timer import SpecStepTimer
 from llmsim.sim.timer import StepTimer
+from llmsim.speculative import Speculator, speculative_scheduler
 from llmsim.workload.request import Request
 
 ArrivalsCallback = Callable[[Request, float], Iterable[Request]]
@@ -55,6 +58,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     handoff = _disaggregation(env, spec, replicas, network, req_log, feeder.on_end, seed)
     migrators = _migrators(env, spec, replicas, network, handoff)
     feeder.replicas = [r for r in replicas if r.role != "decode"]
+    seed_speculators([(r.index, e) for r in replicas for e in r.engines], seed)
     if closed_loop is None:
         env.process(feeder.source(iter(requests)))
     else:
@@ -73,6 +77,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     requests_df, steps_df = req_log.frame(), step_log.frame()
     overload = detect_overload(requests_df, steps_df, unfinished, env.now)
     info = _info(spec, replicas, network, migrators, seed=seed, unfinished=unfinished, end_s=float(env.now))
+    info.update(speculation_stats([e.sched for r in replicas for e in r.engines], steps_df))
     pools = {p.name: (p.role, tuple(r.index for r in replicas if r.pool == p.name)) for p in spec.pools}
     return SimResult(requests_df, steps_df, overload, step_log.itl, info, pools=pools,
                      transfers=network.log.frame())
@@ -104,15 +109,22 @@ def _build_replicas(env, spec: ClusterSpec, steps: StepLog, requests: RequestLog
     for pool in spec.pools:
         dep = pool.deployment
         link = SwapSpace(0, dep.block_bytes, dep.host_link.bytes_per_s, dep.host_link.latency_s)  # PCIe timing
-        timer = StepTimer(dep.cost_model, dep.runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
+        timer = _timer(dep, link)
         for _ in range(pool.replicas):
-            engines = _engines(pool)
+            engines = _engines(pool, timer)
             replicas.append(PoolReplica(env, len(replicas), engines, timer, steps, requests, on_end, max_run_steps,
                                         check_invariants, pool=pool.name, role=pool.role))
     return replicas
 
 
-def _engines(pool: PoolSpec) -> list[Engine]:
+def _timer(dep, link: SwapSpace) -> StepTimer:
+    args = (dep.cost_model, dep.runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
+    if dep.speculative is None:
+        return StepTimer(*args)
+    return SpecStepTimer(*args, proposer=dep.speculative.proposer)
+
+
+def _engines(pool: PoolSpec, timer: StepTimer | None = None) -> list[Engine]:
     dep = pool.deployment
     engines = []
     pp = dep.layout.pp
@@ -122,6 +134,10 @@ def _engines(pool: PoolSpec) -> list[Engine]:
                          dep.host_link.latency_s) if dep.swap_blocks else None
         sched = SCHEDULERS.build(dep.scheduler_block, where="scheduler")
         sched.bind(kv, swap, dep.max_model_len)
+        if dep.speculative is not None:
+            spec = Speculator(dep.speculative)
+            spec.estimate_s = getattr(timer, "estimate_s", None)
+            speculative_scheduler(sched, spec)
         if not sched.adoptable and (pool.role == "decode"):
             raise ConfigError(f"cluster.pools.{pool.name}.scheduler: a decode pool needs a scheduler that takes in "
                               f"running requests; {sched.name} does not")

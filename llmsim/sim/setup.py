@@ -32,6 +32,7 @@ class Deployment:
     kv_bytes_per_token_replica: float
     info: Mapping[str, Any]
     runtime: Any = None
+    speculative: Any = None  # a SpeculativeConfig (llmsim.speculative.attach_speculative), or None
 
 
 def default_kv_kind(scheduler: Mapping[str, Any]) -> str:
