@@ -1,0 +1,95 @@
+"""Speculative decoding in the simulator: exact output lengths, tokens per step against the geometric
+formula, blocks conserved through rejections and preemptions, seeded draws, and the cost of a
+verification step by hand."""
+
+import numpy as np
+import pytest
+
+from llmsim.cost import CostModel
+from llmsim.sim import simulate
+from llmsim.specs import ParallelLayout, Precision, load_hardware, load_model
+from llmsim.workload.request import Request
+
+SPEC_NGRAM = {"proposer": "ngram", "acceptance": 0.7, "num_speculative_tokens": 4}
+
+
+def _run(reqs, speculative, **kw):
+    return simulate(reqs, model="llama-3.1-8b", hardware="h100-sxm", speculative=speculative,
+                    check_invariants=True, **kw)
+
+
+def _reqs(n=30, rate=20.0, seed=1, max_out=90):
+    rng = np.random.default_rng(seed)
+    outs = rng.integers(1, max_out, n)
+    return [Request(i, i / rate, int(rng.integers(20, 300)), int(outs[i])) for i in range(n)]
+
+
+@pytest.mark.parametrize("proposer", [
+    SPEC_NGRAM,
+    {"proposer": {"kind": "eagle"}, "num_speculative_tokens": 5},
+    {"proposer": {"kind": "medusa", "tree_width": 2}, "num_speculative_tokens": 3},
+])
+def test_every_request_emits_exactly_its_output_length(proposer):
+    reqs = _reqs()
+    res = _run(reqs, proposer)
+    done = res.requests.sort_values("id")
+    assert (done["status"] == "finished").all()
+    assert done["emitted_tokens"].tolist() == [r.output_tokens for r in reqs]
+    assert res.info["kv_blocks_allocated"] == res.info["kv_blocks_freed"]
+    assert res.info["spec_verify_rows"] > 0
+
+
+def test_tokens_per_step_follow_the_geometric_formula_on_a_long_run():
+    reqs = [Request(i, 0.0, 100, 6000) for i in range(4)]
+    res = _run(reqs, SPEC_NGRAM)
+    # alpha 0.7, k 4: 1 + 0.7 + 0.49 + 0.343 + 0.2401 = 2.7731 tokens per verification
+    assert res.info["spec_tokens_per_step"] == pytest.approx(2.7731, rel=0.01)
+    assert res.info["spec_acceptance_rate"] == pytest.approx(1.7731 / 4, rel=0.01)
+
+
+def test_same_seed_same_run_other_seed_other_draws():
+    reqs = _reqs(n=15)
+    a, b, c = (_run(reqs, SPEC_NGRAM, seed=s) for s in (7, 7, 8))
+    assert a.requests["finish_s"].tolist() == b.requests["finish_s"].tolist()
+    assert a.info["spec_accepted_tokens"] == b.info["spec_accepted_tokens"]
+    assert a.info["spec_accepted_tokens"] != c.info["spec_accepted_tokens"]
+
+
+def test_blocks_are_conserved_through_rejections_and_preemptions():
+    reqs = [Request(i, 0.0, 200, 150) for i in range(12)]
+    res = _run(reqs, SPEC_NGRAM, kv={"num_blocks": 60})  # 960 tokens for 12 x 350: must preempt
+    assert (res.requests["status"] == "finished").all()
+    assert res.requests["preemptions"].sum() > 0
+    assert (res.requests["emitted_tokens"] == 150).all()
+    assert res.info["kv_blocks_allocated"] == res.info["kv_blocks_freed"]
+
+
+def test_speculation_turns_off_above_the_batch_threshold():
+    reqs = [Request(i, 0.0, 50, 40) for i in range(8)]
+    off = _run(reqs, {**SPEC_NGRAM, "disable_by_batch_size": 4})
+    on = _run(reqs, SPEC_NGRAM)
+    assert off.info["spec_verify_rows"] < on.info["spec_verify_rows"]
+    assert (off.requests["emitted_tokens"] == 40).all()
+
+
+def test_adaptive_k_speculates_less_at_large_batches():
+    small = _run([Request(0, 0.0, 100, 300)], {"proposer": "eagle", "adaptive": True, "num_speculative_tokens": 6})
+    big = _run([Request(i, 0.0, 100, 300) for i in range(200)],
+               {"proposer": "eagle", "adaptive": True, "num_speculative_tokens": 6})
+    assert small.info["spec_mean_k"] > big.info["spec_mean_k"]
+    assert (big.requests["emitted_tokens"] == 300).all()
+
+
+def test_verification_step_flops_by_hand():
+    # Llama-3.1-8B verifying k = 3 drafts over 4 positions on 100 cached tokens, tp 1.
+    model, hw = load_model("llama-3.1-8b"), load_hardware("h100-sxm")
+    cm = CostModel(model, hw, ParallelLayout(), Precision.parse("bf16"))
+    rows = cm.operator_costs([4], [100], np.array([4]))
+    gemm = sum(r.flops for r in rows if r.op_class == "gemm")
+    attn = sum(r.flops for r in rows if r.op_class.startswith("attn"))
+    h, kv, ffn, vocab, layers = 4096, 1024, 14336, 128256, 32
+    per_token_linear = h * h + 2 * h * kv + h * h + h * 2 * ffn + ffn * h  # q, k, v, o, gate_up, down
+    lm_head = 2 * 4 * h * vocab  # every one of the 4 positions is sampled
+    assert gemm == pytest.approx(layers * 2 * 4 * per_token_linear + lm_head, rel=1e-9)
+    pairs = 101 + 102 + 103 + 104  # causal (query, key) pairs of the 4 new tokens over 100 cached
+    assert attn == pytest.approx(layers * 4 * 32 * 128 * pairs, rel=1e-9)
