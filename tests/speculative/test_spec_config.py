@@ -7,8 +7,8 @@ import yaml
 from llmsim.cli import main
 from llmsim.errors import ConfigError
 from llmsim.sim.setup import deployment
-from llmsim.speculative import attach_speculative, parse_speculative
 from llmsim.specs import ParallelLayout
+from llmsim.speculative import attach_speculative, parse_speculative
 
 
 @pytest.mark.parametrize(("block", "message"), [
