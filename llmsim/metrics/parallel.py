@@ -22,3 +22,17 @@ def parent_summary(requests: pd.DataFrame, n: int) -> dict[str, float | int]:
     return {"sampling_n": n, "sampling_parents": int(len(complete)),
             "parent_ttft_p50_s": float(np.median(ttft)), "parent_e2e_p50_s": float(np.median(e2e)),
             "parent_e2e_p99_s": float(np.quantile(e2e, 0.99))}
+
+
+def beam_summary(requests: pd.DataFrame, width: int) -> dict[str, float | int]:
+    """Beam search: a parent's beam requests share its ``id``; it arrives with its first step and ends with
+    its last beam request (``beam_e2e_*``); ``beam_prompt_tokens_computed`` counts the tokens the engine
+    computed over all beam steps (the recomputed tails of the forks)."""
+    done = requests[requests["status"] == "finished"]
+    g = done.groupby("id", sort=False)
+    e2e = (g["finish_s"].max() - g["arrival_s"].min()).to_numpy()
+    if not e2e.size:
+        return {"beam_width": width, "beam_parents": 0}
+    return {"beam_width": width, "beam_parents": int(e2e.size), "beam_e2e_p50_s": float(np.median(e2e)),
+            "beam_e2e_p99_s": float(np.quantile(e2e, 0.99)),
+            "beam_computed_tokens": int(done["computed_tokens"].sum())}
