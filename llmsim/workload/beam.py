@@ -48,7 +48,7 @@ class BeamSearch:
             yield from self._step(search, req.arrival_s)
 
     def _beam_ids(self, s: _Search, beam: int, tokens: int) -> tuple[int, ...]:
-        own = -(1 << 43) - s.uid * self.width
+        own = -(1 << 43) - s.uid * self.width - beam
         return s.prompt_ids + (own,) * (tokens // PIECE_TOKENS - len(s.prompt_ids))
 
     def _step(self, s: _Search, at_s: float) -> list[Request]:

@@ -37,3 +37,19 @@ def test_a_search_ends_with_its_last_step():
 def test_width_must_be_positive():
     with pytest.raises(ValueError, match="beam_width"):
         BeamSearch(0)
+
+
+def test_beams_share_the_prompt_but_not_their_own_tokens():
+    beams = BeamSearch(3)
+    first = list(beams.initial([Request(0, 0.0, 40, 30)]))
+    assert len({r.prefix_hashes for r in first}) == 1  # step 0: only the prompt
+    for r in first:
+        nxt = beams.callback(r, 1.0)
+    later = nxt
+    for _ in range(8):  # step 9: 49 tokens, 3 pieces: 2 of the prompt, 1 of the beam's own tokens
+        for r in later:
+            got = beams.callback(r, 2.0)
+        later = got
+    ids = [r.prefix_hashes for r in later]
+    assert all(i[:2] == first[0].prefix_hashes for i in ids)
+    assert len({i[2] for i in ids}) == 3
