@@ -15,6 +15,7 @@ import numpy as np
 
 from llmsim.sched.plan import Plan
 from llmsim.sim.timer import StepTime, StepTimer
+from llmsim.speculative.lines import UniformLines
 
 
 class SpecStepTimer(StepTimer):
@@ -23,6 +24,7 @@ class SpecStepTimer(StepTimer):
     def __init__(self, *args, proposer=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.proposer = proposer
+        self.lines = UniformLines(self.cm, self.max_context)
         self._estimates: dict[tuple[int, int, int], float] = {}
 
     def step(self, plan: Plan) -> StepTime:
@@ -40,6 +42,15 @@ class SpecStepTimer(StepTimer):
         return StepTime(target.gpu_s + draft_s, stages, target.flops, target.hbm_bytes)
 
     def _verify_cost(self, plan: Plan) -> StepTime:
+        verify = plan.verify
+        n = plan.tokens[verify[0][0]]
+        if len(verify) == len(plan.seqs) and all(plan.tokens[i] == n for i, _, _ in verify):
+            b = len(verify)  # uniform: every row verifies the same number of drafts
+            launch = self.runtime.launch_mode(b * n + plan.num_pad, True)
+            ctx_sum = float(sum(s.num_computed for s in plan.seqs))
+            out = self.lines.cost(n, b, ctx_sum, n, launch, plan.num_pad)
+            stages = out[:-2]
+            return StepTime(float(sum(stages)), stages, out[-2], out[-1])
         self.num_calls += 1
         new, ctx, emits = [], [], []
         verifying = {i for i, _, _ in plan.verify}

@@ -32,6 +32,7 @@ from llmsim.registry import Registry
 from llmsim.sched.base import _positive_int
 from llmsim.specs import ModelSpec
 from llmsim.specs.catalog import load_model
+from llmsim.speculative.lines import UniformLines
 
 PROPOSERS: Registry[Proposer] = Registry("proposer")
 
@@ -85,18 +86,24 @@ class _ForwardProposer(Proposer):
                                       timer=target_cm.timer)
         except InfeasibleError as exc:
             raise ConfigError(f"model: {exc} (the draft runs with the target's tensor parallelism)") from None
+        self.lines = UniformLines(self.draft_cm, self.spec.max_context)
 
     def cost_s(self, ctx: np.ndarray, last_new: np.ndarray, k: int) -> float:
-        """k draft forwards: the first catches the draft up on the accepted tokens, the others add one level
-        each (``w^(i-1)`` nodes per sequence in a tree); each samples every row it computes."""
+        """k draft forwards (CUDA-graph replays): the first catches the draft up on the accepted tokens and
+        samples the next draft, the others add one level each (``w^(i-1)`` nodes per sequence in a tree, every
+        node sampled)."""
         if k <= 0 or ctx.size == 0:
             return 0.0
-        cm = self.draft_cm
-        first = cm.step_time(last_new, np.maximum(0, ctx + 1 - last_new), launch="full")
-        total = sum(first.stage_s)
+        b, lines = ctx.size, self.lines
+        start = np.maximum(0, ctx + 1 - last_new)
+        if (last_new == last_new[0]).all():
+            total = lines.seconds(int(last_new[0]), b, float(start.sum()), 1, "full")
+        else:
+            total = float(sum(self.draft_cm.step_time(last_new, start, launch="full").stage_s))
+        s = float(ctx.sum())
         for level in range(2, k + 1):
-            new = np.full(ctx.size, self.tree_width ** (level - 1), dtype=np.int64)
-            total += sum(cm.step_time(new, ctx + level - 1, launch="full").stage_s)
+            n = self.tree_width ** (level - 1)
+            total += lines.seconds(n, b, s + b * (level - 1), n, "full")
         return float(total)
 
     def kv_bytes_per_token(self, kv_bytes: float) -> float:
