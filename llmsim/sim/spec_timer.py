@@ -4,8 +4,8 @@ A verification row is just a sequence with ``1 + positions`` new tokens on top o
 target's forward over the last token and the drafts), all of whose positions are sampled (the LM head and
 the sampler run on every one: ``emits`` counts), plus the proposer's GPU time for the step, serial with it
 (vLLM v1 proposes right after sampling in the same ``execute_model``). A batch whose rows all verify the
-same number of drafts is a uniform decode batch, replayed as a full CUDA graph (vLLM v0.15.1
-``gpu_model_runner.py``: ``uniform_decode_query_len = 1 + num_speculative_tokens``). Plans without
+same number of drafts is a uniform decode batch, replayed as a full CUDA graph (vLLM
+``vllm/v1/cudagraph_dispatcher.py``: ``uniform_decode_query_len = 1 + num_speculative_tokens``). Plans without
 verification rows are timed by the plain ``StepTimer``.
 """
 
