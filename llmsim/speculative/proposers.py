@@ -113,7 +113,7 @@ class _ForwardProposer(Proposer):
 @PROPOSERS.register("draft_model")
 class DraftModel(_ForwardProposer):
     """A separate small model (``model``: a shipped spec name or a config.json path) with the target's
-    vocabulary (vLLM rejects a draft whose vocabulary differs)."""
+    vocabulary: the target verifies the draft's token ids, so both must share a tokenizer."""
 
     name = acceptance_key = "draft_model"
 
