@@ -120,3 +120,18 @@ def test_timer_samples_every_verified_position():
     chunk = dep.cost_model.step_time([5], [100], [True])
     assert verify.flops - chunk.flops == pytest.approx(2 * 4 * 4096 * 128256, rel=2e-3)
     assert verify.gpu_s > sum(chunk.stage_s)
+
+
+def test_uniform_lines_equal_the_exact_cost():
+    # the banded interpolation must return what the cost model computes, also where the tile-quantised
+    # prefill attention makes the cost a staircase (those bands fall back to exact)
+    from llmsim.speculative.lines import UniformLines
+
+    cm = CostModel(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelLayout(), Precision.parse("bf16"))
+    lines = UniformLines(cm)
+    for batch, mean in ((1, 700), (8, 1500), (64, 3000), (64, 90_000)):
+        s = batch * mean + 3
+        base, extra = divmod(s, batch)
+        ctx = [base + 1] * extra + [base] * (batch - extra)
+        exact = cm.step_time([4] * batch, ctx, np.full(batch, 4), launch="full")
+        assert lines.seconds(4, batch, s, 4, "full") == pytest.approx(sum(exact.stage_s), rel=1e-9)
