@@ -67,16 +67,38 @@ def test_draft_weights_and_kv_shrink_the_cache():
     assert attach_speculative(dep, {"proposer": "ngram", "acceptance": 0.3}).kv_defaults == dep.kv_defaults
 
 
-def test_cli_exits_2_naming_file_and_field(tmp_path, capsys):
+@pytest.mark.parametrize(("block", "message"), [
+    ({"proposer": {"kind": "draft_model", "model": "llama-2-7b"}},
+     "speculative.proposer.model: draft llama-2-7b has a vocabulary"),
+    ({"proposer": "oracle"}, "speculative.proposer: unknown proposer 'oracle'"),
+    ({"proposer": "eagle", "num_speculative_tokens": 0}, "speculative.num_speculative_tokens: must be a positive"),
+    ({"proposer": "ngram", "acceptance": 2}, "speculative.acceptance: must be a probability in [0, 1], got 2"),
+])
+def test_cli_exits_2_naming_file_and_field(tmp_path, capsys, block, message):
     data = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
             "workload": {"arrival": {"kind": "poisson", "rate_per_s": 1.0},
                          "input_len": {"kind": "fixed", "value": 64}, "output_len": {"kind": "fixed", "value": 8}},
-            "stop": {"num_requests": 5},
-            "speculative": {"proposer": {"kind": "draft_model", "model": "llama-2-7b"}}}
+            "stop": {"num_requests": 5}, "speculative": block}
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(data))
     code = main(["run", str(path), "--out", str(tmp_path / "res"), "--no-plots"])
     err = capsys.readouterr().err
     assert code == 2
-    assert f"{path}: speculative.proposer.model: draft llama-2-7b has a vocabulary" in err
+    assert f"{path}: {message}" in err
     assert "Traceback" not in err
+
+
+def test_cli_runs_speculation_with_parallel_sampling(tmp_path, capsys):
+    data = {"model": "llama-3.1-8b", "hardware": "h100-sxm",
+            "workload": {"arrival": {"kind": "poisson", "rate_per_s": 2.0},
+                         "input_len": {"kind": "fixed", "value": 64}, "output_len": {"kind": "fixed", "value": 20}},
+            "stop": {"num_requests": 6}, "sampling": {"n": 2},
+            "speculative": {"proposer": "ngram", "acceptance": 0.5}}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert main(["run", str(path), "--out", str(tmp_path / "res"), "--no-plots"]) == 0
+    from llmsim.experiment.results import Results
+
+    row = Results.load(tmp_path / "res").summary.iloc[0]
+    assert row["sampling_parents"] == 6 and row["spec_verify_rows"] > 0
+    assert row["spec_tokens_per_step"] > 1
