@@ -57,3 +57,14 @@ def test_acceptance_outside_unit_interval_is_refused(bad):
 def test_empty_per_position_list_is_refused():
     with pytest.raises(ConfigError, match="at least one"):
         AcceptanceModel.parse([])
+
+
+def test_token_tree_verifies_every_node():
+    from llmsim.speculative.proposers import PROPOSERS
+    from llmsim.speculative.scheduler import _depth_within
+
+    tree = PROPOSERS.build({"kind": "medusa", "tree_width": 2})
+    assert tree.verify_positions(3) == 2 + 4 + 8  # a full binary tree of depth 3: 14 nodes
+    assert PROPOSERS.build({"kind": "medusa"}).verify_positions(3) == 3  # a chain
+    # a budget that cuts the tree keeps the deepest complete level
+    assert _depth_within(14, 2) == 3 and _depth_within(13, 2) == 2 and _depth_within(1, 2) == 0
