@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from llmsim.sched.base import Scheduler
+from llmsim.sched.iteration import IterationScheduler
 from llmsim.sched.plan import Plan
 from llmsim.sched.seq import Seq
 from llmsim.speculative.speculator import Speculator
@@ -149,7 +150,9 @@ _CLASSES: dict[type, type] = {}
 
 
 def speculative_scheduler(sched: Scheduler, spec: Speculator) -> Scheduler:
-    """Turn ``sched`` (any built scheduler) into its speculating variant in place, and return it."""
+    """Turn ``sched`` (an iteration-level scheduler) into its speculating variant in place, and return it."""
+    if not isinstance(sched, IterationScheduler):
+        raise TypeError(f"speculative decoding needs an iteration-level scheduler, not {type(sched).__name__}")
     base = type(sched)
     cls = _CLASSES.get(base)
     if cls is None:

@@ -13,6 +13,8 @@ from typing import Any
 from llmsim.errors import ConfigError, InfeasibleError
 from llmsim.speculative.config import SpeculativeConfig, parse_speculative
 
+ITERATION_SCHEDULERS = ("vllm", "sarathi", "orca", "sjf")  # the policies built on sched.iteration
+
 
 def attach_speculative(dep, block: Mapping[str, Any] | SpeculativeConfig | None, user_num_blocks: bool = False):
     """``dep`` (a ``Deployment``) with ``speculative`` set and its KV blocks resized; ``user_num_blocks``:
@@ -22,6 +24,10 @@ def attach_speculative(dep, block: Mapping[str, Any] | SpeculativeConfig | None,
         return dep
     if dep.layout.pp > 1:
         raise ConfigError("speculative: modelled with pp = 1 only (set layout.pp: 1)")
+    kind = dep.scheduler_block.get("kind")
+    if kind not in ITERATION_SCHEDULERS:
+        raise ConfigError(f"speculative: needs an iteration-level scheduler ({', '.join(ITERATION_SCHEDULERS)}), "
+                          f"got scheduler.kind {kind!r}")
     try:
         cfg.proposer.bind(dep.cost_model)
     except ConfigError as exc:

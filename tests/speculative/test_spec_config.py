@@ -102,3 +102,9 @@ def test_cli_runs_speculation_with_parallel_sampling(tmp_path, capsys):
     row = Results.load(tmp_path / "res").summary.iloc[0]
     assert row["sampling_parents"] == 6 and row["spec_verify_rows"] > 0
     assert row["spec_tokens_per_step"] > 1
+
+
+def test_speculation_needs_an_iteration_level_scheduler():
+    dep = deployment("llama-3.1-8b", "h100-sxm", ParallelLayout(), None, {"kind": "static"}, None, None, None)
+    with pytest.raises(ConfigError, match="speculative: needs an iteration-level scheduler .* got scheduler.kind 'static'"):
+        attach_speculative(dep, {"proposer": "eagle"})
