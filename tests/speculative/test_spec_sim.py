@@ -135,3 +135,14 @@ def test_uniform_lines_equal_the_exact_cost():
         ctx = [base + 1] * extra + [base] * (batch - extra)
         exact = cm.step_time([4] * batch, ctx, np.full(batch, 4), launch="full")
         assert lines.seconds(4, batch, s, 4, "full") == pytest.approx(sum(exact.stage_s), rel=1e-9)
+
+
+def test_acceptance_is_chosen_per_workload_class():
+    # class "copy" accepts every draft, the rest none: 4 tokens per verification vs 1
+    reqs = [Request(i, 0.0, 50, 41, slo_class="copy" if i % 2 else "chat") for i in range(4)]
+    res = _run(reqs, {"proposer": "ngram", "acceptance": {"default": 0.0, "copy": 1.0}})
+    # copy rows: 10 verifications of 3 drafts (40 tokens after the first); chat rows: 39 of 1 token + the
+    # last, undrafted step; so 2 x 10 rows emit 40 and 2 x 39 rows emit 39
+    assert res.info["spec_verify_rows"] == 2 * 10 + 2 * 39
+    assert res.info["spec_emitted_tokens"] == 2 * 40 + 2 * 39
+    assert (res.requests["emitted_tokens"] == 41).all()
