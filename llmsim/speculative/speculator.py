@@ -6,7 +6,9 @@ Choosing k (``choose_k``):
   disable_by_batch_size``); vLLM v1 (v0.15.1) has no such switch, so leave it unset to model v1.
 - ``adaptive`` (SmartSpec: Liu et al., "Optimizing Speculative Decoding for Serving Large Language Models
   Using Goodput", 2024): the k in 0..K that maximises predicted goodput, ``B * E[tokens | k] / T(B, k)``,
-  with ``T`` the cost model's verification step plus the proposer (``estimate_s``, set by the simulator);
+  with ``T`` the cost model's verification step plus the proposer (``estimate_s``, set by the simulator)
+  and ``E`` from the configured default acceptance (SmartSpec tracks the acceptance rate online instead;
+  here it is known), one k for the whole batch;
 - else the configured K.
 
 Randomness: one ``numpy.random.Generator`` per engine, given by the simulator from the run's seed.
