@@ -10,7 +10,11 @@ is computed exactly every time.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+TILE = 128  # key-tile width of the attention kernel model (llmsim.cost.kernels attn_tile_k default)
 
 
 def _close(a: tuple, b: tuple, rel: float = 1e-9) -> bool:
@@ -36,19 +40,35 @@ class UniformLines:
         c = self.cm.step_time(new, ctx, counts, launch=launch)
         return (*(float(s) for s in c.stage_s), float(c.flops), float(c.hbm_bytes))
 
-    def cost(self, n: int, batch: int, ctx_sum: float, emits: int, launch: str, pad: int = 0) -> tuple:
+    def _line(self, key: tuple, lo: int, hi: int) -> tuple | None:
+        """(cost at lo, cost at hi, lo, hi) if the cost is linear in the context sum over [lo, hi], else None."""
+        n, batch, emits, launch, pad = key[:5]
+        a, b = self._exact(n, batch, lo, emits, launch, pad), self._exact(n, batch, hi, emits, launch, pad)
+        third = lo + (hi - lo) // 3
+        mid = self._exact(n, batch, third, emits, launch, pad)
+        x = (third - lo) / (hi - lo)
+        line = tuple(p + x * (q - p) for p, q in zip(a, b, strict=True))
+        return (a, b, lo, hi) if _close(line, mid) else None
+
+    def _entry(self, n: int, batch: int, ctx_sum: float, emits: int, launch: str, pad: int) -> tuple | None:
         mean = int(ctx_sum // batch)
-        band = mean.bit_length()  # mean context in [2^(band-1), 2^band): one line per band
+        band = mean.bit_length()  # mean context in [2^(band-1), 2^band)
         key = (n, batch, emits, launch, pad, band)
         if key not in self._lines:
-            lo, hi = (batch << (band - 1) if band else 0), batch << band
-            a, b = self._exact(n, batch, lo, emits, launch, pad), self._exact(n, batch, hi, emits, launch, pad)
-            third = lo + (hi - lo) // 3
-            mid = self._exact(n, batch, third, emits, launch, pad)
-            x = (third - lo) / (hi - lo)
-            line = tuple(p + x * (q - p) for p, q in zip(a, b, strict=True))
-            self._lines[key] = (a, b, lo, hi) if _close(line, mid) else None
-        entry = self._lines[key]
+            self._lines[key] = self._line(key, batch << (band - 1) if band else 0, batch << band)
+        if self._lines[key] is not None:
+            return self._lines[key]
+        # not linear over the band: try the tile-aligned piece holding this context (attention kernels
+        # quantise the keys a query tile reads in tiles of TILE tokens: a kink where context + n crosses one)
+        j = math.ceil((ctx_sum / batch + n) / TILE)  # the tile count is constant for mean + n in (j-1, j] tiles
+        key = (n, batch, emits, launch, pad, "tile", j)
+        if key not in self._lines:
+            lo, hi = max(0, batch * ((j - 1) * TILE - n) + 1), batch * (j * TILE - n)
+            self._lines[key] = self._line(key, lo, hi) if hi - lo >= 3 else None
+        return self._lines[key]
+
+    def cost(self, n: int, batch: int, ctx_sum: float, emits: int, launch: str, pad: int = 0) -> tuple:
+        entry = self._entry(n, batch, ctx_sum, emits, launch, pad)
         if entry is None:
             return self._exact(n, batch, int(ctx_sum), emits, launch, pad)
         a, b, lo, hi = entry

@@ -146,3 +146,18 @@ def test_acceptance_is_chosen_per_workload_class():
     assert res.info["spec_verify_rows"] == 2 * 10 + 2 * 39
     assert res.info["spec_emitted_tokens"] == 2 * 40 + 2 * 39
     assert (res.requests["emitted_tokens"] == 41).all()
+
+
+def test_uniform_lines_are_exact_inside_a_key_tile_and_cheap():
+    from llmsim.speculative.lines import UniformLines
+
+    cm = CostModel(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelLayout(), Precision.parse("bf16"))
+    lines = UniformLines(cm)
+    batch = 3
+    for mean in range(509, 620, 7):  # crosses the key tiles ending at 512 - 4 and 640 - 4
+        s = batch * mean + 1
+        base, extra = divmod(s, batch)
+        ctx = [base + 1] * extra + [base] * (batch - extra)
+        exact = cm.step_time([4] * batch, ctx, np.full(batch, 4), launch="full")
+        assert lines.seconds(4, batch, s, 4, "full") == pytest.approx(sum(exact.stage_s), rel=1e-9)
+    assert lines.num_calls <= 3 * 4  # one power-of-two band and at most three key tiles, 3 points each
