@@ -114,7 +114,7 @@ def batch_features(new_tokens, context_tokens, emits=None, window: int | None = 
     pre_kv = ctx[pre] + new[pre]
     if window is not None:
         pre_kv = np.minimum(pre_kv, window + new[pre])
-    num_emit = int(new.size if emits is None else np.count_nonzero(emits))
+    num_emit = int(new.size if emits is None else _emit_count(emits))
     return BatchFeatures(
         num_tokens=int(new.sum()),
         num_seqs=int(new.size),
@@ -126,6 +126,13 @@ def batch_features(new_tokens, context_tokens, emits=None, window: int | None = 
         decode_seqs=int((~pre).sum()),
         decode_kv_tokens=float(dec_ctx.sum()),
     )
+
+
+def _emit_count(emits) -> int:
+    """Rows that run the LM head and sampler: ``emits`` marks each sequence (booleans) or counts its sampled
+    positions (integers: a speculative verification samples all of its 1 + k positions)."""
+    arr = np.asarray(emits)
+    return int(arr.sum()) if arr.dtype.kind in "iu" else int(np.count_nonzero(arr))
 
 
 @dataclass(frozen=True, slots=True)

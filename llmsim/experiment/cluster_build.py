@@ -184,6 +184,8 @@ def build_cluster(cfg, model, where: str, check: bool = False):
 
     settings = pool_settings(cfg)
     pools = tuple(build_pool(s, model, where, check) for s in settings)
+    if cfg.speculative is not None:
+        pools = tuple(_speculating(p, s, cfg.speculative, where) for p, s in zip(pools, settings, strict=True))
     cl = cfg.cluster
     router = cfg.router if cl is None or cl.router is None else cl.router
     if check:
@@ -196,6 +198,20 @@ def build_cluster(cfg, model, where: str, check: bool = False):
     except ConfigError as exc:
         raise ConfigError(f"{where}: cluster: {exc}") from None
     return spec, settings
+
+
+def _speculating(pool, s: PoolSettings, block, where: str):
+    """``pool`` with speculative decoding attached (``llmsim.speculative``); errors name ``speculative.*``."""
+    from dataclasses import replace
+
+    from llmsim.speculative import attach_speculative
+
+    try:
+        dep = attach_speculative(pool.deployment, block, user_num_blocks="num_blocks" in (s.kv or {}))
+    except LlmsimError as exc:
+        text = str(exc)
+        raise ConfigError(f"{where}: {text if text.startswith('speculative') else 'speculative: ' + text}") from None
+    return replace(pool, deployment=dep)
 
 
 def _link(name: str, link, pools, where: str):

@@ -157,6 +157,23 @@ class SweepConfig(_Strict):
         return self
 
 
+class SamplingConfig(_Strict):
+    """Parallel sampling: every request asks for ``n`` outputs (vLLM ``SamplingParams.n``), decoded as ``n``
+    sequences that share the prompt's KV blocks (``share_prompt``; false: naive copies, each computing and
+    holding its own prompt) and finish when all have. ``beam_width`` w > 1: beam search as vLLM v1 runs it,
+    one single-token request per beam and step (``llmsim.workload.beam``)."""
+
+    n: int = Field(1, ge=1)
+    share_prompt: bool = True
+    beam_width: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SamplingConfig:
+        if self.n > 1 and self.beam_width > 1:
+            raise ValueError("beam_width: give n (parallel sampling) or beam_width (beam search), not both")
+        return self
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a base configuration plus an optional sweep. See ``llmsim schema``."""
 
@@ -181,6 +198,8 @@ class ExperimentConfig(_Strict):
     frontend_overhead_s: float = Field(0.0, ge=0)
     router: dict[str, Any] | None = None
     cluster: ClusterConfig | None = None
+    speculative: dict[str, Any] | None = None
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @field_validator("scheduler", "kv", "router")

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from llmsim.errors import ConfigError
 from llmsim.experiment.sweep import Point, resolve_workload_ref
 from llmsim.specs import load_model
 
@@ -133,6 +134,19 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
+    sampling = cfg.sampling
+    if (sampling.n > 1 or sampling.beam_width > 1) and spec.closed_loop is not None:
+        raise ConfigError(f"{point.where}: sampling: parallel sampling and beam search with closed-loop users are "
+                          "not modelled")
+    if sampling.n > 1:
+        from llmsim.workload.parallel import fan_out
+
+        stream = fan_out(stream, sampling.n, sampling.share_prompt)
+    if sampling.beam_width > 1:
+        from llmsim.workload.beam import BeamSearch
+
+        beams = BeamSearch(sampling.beam_width)
+        stream, callback = beams.initial(stream), beams.callback
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
         max_time = cfg.stop.duration_s
@@ -140,6 +154,14 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     result = _with_phases(result, point)
     summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
+    if sampling.n > 1:
+        from llmsim.metrics.parallel import parent_summary
+
+        summary.update(parent_summary(result.requests, sampling.n))
+    if sampling.beam_width > 1:
+        from llmsim.metrics.parallel import beam_summary
+
+        summary.update(beam_summary(result.requests, sampling.beam_width))
     summary.update(_per_resource(summary, cluster))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps

@@ -97,7 +97,7 @@ class PrefixCacheKV(KVManager):
         limit = (seq.num_tokens - 1) // self.block_size
         hits = []
         cached = self._cached
-        for h in self._block_hashes(seq, limit):
+        for h in self._block_hashes(seq, limit)[:limit]:  # the list may run longer (blocks of draft tokens)
             blocks = cached.get(h)
             if not blocks:
                 break

@@ -21,8 +21,9 @@ is short the last running one is preempted (recompute, or swap to CPU with ``pre
 and when nothing was preempted swapped sequences come back FCFS. Pure-decode batches are padded to the
 v0 capture sizes (1, 2, 4, 8, ..., 256).
 
-Not modelled: speculative decoding, v0's ``delay_factor`` and multi-step scheduling, beam search, stop
-strings and EOS (outputs have exact lengths); a request longer than ``max_model_len`` is rejected rather
+Speculative decoding, parallel sampling and beam search wrap these policies (``llmsim.speculative``,
+``llmsim.workload.parallel``, ``llmsim.workload.beam``). Not modelled: v0's ``delay_factor`` and multi-step
+scheduling, stop strings and EOS (outputs have exact lengths); a request longer than ``max_model_len`` is rejected rather
 than truncated.
 """
 

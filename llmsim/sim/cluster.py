@@ -31,7 +31,10 @@ from llmsim.sim.pool_replica import PoolReplica
 from llmsim.sim.replica import Engine
 from llmsim.sim.result import SimResult
 from llmsim.sim.spec import ClusterSpec, PoolSpec
+from llmsim.sim.spec_stats import seed_speculators, speculation_stats
+from llmsim.sim.spec_timer import SpecStepTimer
 from llmsim.sim.timer import StepTimer
+from llmsim.speculative import Speculator, speculative_scheduler
 from llmsim.workload.request import Request
 
 ArrivalsCallback = Callable[[Request, float], Iterable[Request]]
@@ -56,6 +59,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     handoff = _disaggregation(env, spec, replicas, network, req_log, feeder.on_end, seed)
     migrators = _migrators(env, spec, replicas, network, handoff)
     feeder.replicas = [r for r in replicas if r.role != "decode"]
+    seed_speculators([(r.index, e) for r in replicas for e in r.engines], seed)
     if closed_loop is None:
         env.process(feeder.source(iter(requests)))
     else:
@@ -79,6 +83,7 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     info = _info(spec, replicas, network, migrators, seed=seed, unfinished=unfinished, end_s=float(env.now))
     if not record_steps:
         info["steps_recorded"], info["steps_simulated"] = False, step_log.num_rows
+    info.update(speculation_stats([e.sched for r in replicas for e in r.engines], steps_df))
     pools = {p.name: (p.role, tuple(r.index for r in replicas if r.pool == p.name)) for p in spec.pools}
     return SimResult(requests_df, steps_df, overload, step_log.itl, info, pools=pools,
                      transfers=network.log.frame())
@@ -120,12 +125,19 @@ def _build_replicas(env, spec: ClusterSpec, steps: StepLog, requests: RequestLog
     for pool in spec.pools:
         dep = pool.deployment
         link = SwapSpace(0, dep.block_bytes, dep.host_link.bytes_per_s, dep.host_link.latency_s)  # PCIe timing
-        timer = StepTimer(dep.cost_model, dep.runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
+        timer = _timer(dep, link)
         for _ in range(pool.replicas):
-            engines = _engines(pool, tables)
+            engines = _engines(pool, tables, timer)
             replicas.append(PoolReplica(env, len(replicas), engines, timer, steps, requests, on_end, max_run_steps,
                                         check_invariants, pool=pool.name, role=pool.role))
     return replicas
+
+
+def _timer(dep, link: SwapSpace) -> StepTimer:
+    args = (dep.cost_model, dep.runtime, link, dep.kv_bytes_per_token_replica, dep.max_model_len)
+    if dep.speculative is None:
+        return StepTimer(*args)
+    return SpecStepTimer(*args, proposer=dep.speculative.proposer)
 
 
 def _lora_runtime(dep, table):
@@ -151,7 +163,7 @@ def _lora_runtime(dep, table):
     return LoraRuntime(spec, table, kernel, load_s)
 
 
-def _engines(pool: PoolSpec, tables: dict | None = None) -> list[Engine]:
+def _engines(pool: PoolSpec, tables: dict | None = None, timer: StepTimer | None = None) -> list[Engine]:
     dep = pool.deployment
     engines = []
     pp = dep.layout.pp
@@ -165,6 +177,10 @@ def _engines(pool: PoolSpec, tables: dict | None = None) -> list[Engine]:
             sched.lora = _lora_runtime(dep, (tables or {})[dep.lora])
             if hasattr(sched.lora, "bind"):
                 sched.lora.bind(sched)
+        if dep.speculative is not None:
+            spec = Speculator(dep.speculative)
+            spec.estimate_s = getattr(timer, "estimate_s", None)
+            speculative_scheduler(sched, spec)
         if not sched.adoptable and (pool.role == "decode"):
             raise ConfigError(f"cluster.pools.{pool.name}.scheduler: a decode pool needs a scheduler that takes in "
                               f"running requests; {sched.name} does not")

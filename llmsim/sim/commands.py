@@ -17,9 +17,10 @@ def cmd_policies(args) -> int:
     from llmsim.kv import KV_MANAGERS
     from llmsim.routing import MIGRATIONS, ROUTERS
     from llmsim.sched import SCHEDULERS
+    from llmsim.speculative import PROPOSERS
 
     for title, registry in (("schedulers", SCHEDULERS), ("kv managers", KV_MANAGERS), ("routers", ROUTERS),
-                            ("migration", MIGRATIONS)):
+                            ("migration", MIGRATIONS), ("speculative proposers", PROPOSERS)):
         print(f"{title}:")
         for name in registry.names():
             factory = registry.get(name)

@@ -33,6 +33,7 @@ class Deployment:
     info: Mapping[str, Any]
     runtime: Any = None
     lora: Any = None  # llmsim.lora.LoraSpec: adapters served on this deployment
+    speculative: Any = None  # a SpeculativeConfig (llmsim.speculative.attach_speculative), or None
 
 
 def default_kv_kind(scheduler: Mapping[str, Any]) -> str:

@@ -20,7 +20,7 @@ def simulate(requests: Iterable[Request], *, model, hardware, layout=None, preci
              router: Router | Mapping[str, Any] | None = None, max_model_len: int | None = None,
              arrivals_callback: ArrivalsCallback | None = None, closed_loop: Any = None, cost_model=None,
              max_run_steps: int = 256, check_invariants: bool = False, engine: Any = None,
-             record_steps: bool = True) -> SimResult:
+             record_steps: bool = True, speculative: Mapping[str, Any] | None = None) -> SimResult:
     """Simulate ``layout.dp`` replicas serving ``requests`` (iterable in non-decreasing ``arrival_s``).
 
     ``model`` / ``hardware``: specs or names; ``layout`` (default tp=pp=dp=1) and ``precision`` (default
@@ -42,9 +42,14 @@ def simulate(requests: Iterable[Request], *, model, hardware, layout=None, preci
     ``frontend.request_s`` after it arrives; every token reaches the client ``frontend.token_s`` (plus
     ``frontend_overhead_s``) after the engine emits it. ``record_steps=False`` keeps no row per step (runs of
     millions of requests): ``result.steps`` is then empty, the summary's step statistics (KV utilisation, MFU,
-    Little's L, ...) are None and ``info["steps_simulated"]`` counts the steps.
+    Little's L, ...) are None and ``info["steps_simulated"]`` counts the steps. ``speculative``: a
+    ``speculative:`` block (``llmsim.speculative.config``) turns on speculative decoding.
     """
     dep = deployment(model, hardware, layout, precision, scheduler, kv, max_model_len, cost_model, engine)
+    if speculative is not None:
+        from llmsim.speculative import attach_speculative
+
+        dep = attach_speculative(dep, speculative, user_num_blocks="num_blocks" in (kv or {}))
     spec = ClusterSpec.single(dep, router=router, frontend_overhead_s=frontend_overhead_s)
     return simulate_cluster(spec, requests, seed=seed, max_time_s=max_time_s, arrivals_callback=arrivals_callback,
                             closed_loop=closed_loop, max_run_steps=max_run_steps, check_invariants=check_invariants,

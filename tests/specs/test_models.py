@@ -12,7 +12,7 @@ PUBLISHED_B = {
     "llama-2-7b": 6.74, "llama-2-13b": 13.02, "llama-2-70b": 68.98, "codellama-34b": 33.74,
     "llama-3.1-8b": 8.03, "llama-3.1-70b": 70.6, "llama-3.1-405b": 405.85, "mistral-7b": 7.24,
     "mixtral-8x7b": 46.7, "mixtral-8x22b": 140.6, "qwen2.5-7b": 7.61, "qwen2.5-72b": 72.7,
-    "qwen3-14b": 14.8, "opt-13b": 12.85,
+    "qwen3-14b": 14.8, "opt-13b": 12.85, "llama-3.2-1b": 1.23,
 }
 
 
