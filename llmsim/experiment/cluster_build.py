@@ -36,6 +36,26 @@ class PoolSettings:
     kv: dict[str, Any] | None
     gpu_memory_utilization: float
     reserved_bytes: float | None = None
+    cost: Any = None  # the experiment's CostConfig: price and power-cap overrides
+
+
+def _with_cost(hardware, cost, where: str):
+    """The profile with the experiment's ``cost:`` overrides (price per GPU-hour, power cap) applied."""
+    from dataclasses import replace
+
+    if cost is None:
+        return hardware
+    price = cost.for_hardware("price_per_gpu_hour_usd", hardware.name)
+    cap = cost.for_hardware("power_cap_w", hardware.name)
+    changes = {k: float(v) for k, v in (("price_per_hour_usd", price), ("power_cap_w", cap)) if v is not None}
+    if not changes:
+        return hardware
+    hardware = replace(hardware, **changes)
+    if cap is not None:
+        from llmsim.cost.energy import power_profile
+
+        at(where, "cost.power_cap_w", power_profile, hardware, hardware.power_cap_w or None)
+    return hardware
 
 
 def _merge(top: Mapping[str, Any] | None, pool: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -53,7 +73,8 @@ def pool_settings(cfg) -> list[PoolSettings]:
     if cfg.cluster is None:
         return [PoolSettings("default", "mixed", cfg.layout.replicas, "", cfg.hardware, cfg.layout.tp, cfg.layout.pp,
                              cfg.precision, cfg.kv_dtype, cfg.engine, cfg.max_model_len, dict(cfg.scheduler),
-                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes)]
+                             None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes,
+                             cfg.cost)]
     out = []
     for name, p in cfg.cluster.pools.items():
         values = {k: getattr(cfg, k) if getattr(p, k) is None else getattr(p, k) for k in POOL_KEYS}
@@ -63,7 +84,7 @@ def pool_settings(cfg) -> list[PoolSettings]:
             values["precision"], values["kv_dtype"], values["engine"], values["max_model_len"],
             _merge(cfg.scheduler, p.scheduler), _merge(cfg.kv, p.kv),
             util if p.memory is None else p.memory.gpu_memory_utilization,
-            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes))
+            cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes, cfg.cost))
     return out
 
 
@@ -101,7 +122,7 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     from llmsim.sim.spec import PoolSpec
 
     px = s.prefix
-    hardware = at(where, f"{px}hardware", load_hardware, s.hardware)
+    hardware = _with_cost(at(where, f"{px}hardware", load_hardware, s.hardware), s.cost, where)
     precision = at(where, f"{px}precision", Precision.parse, s.precision, s.kv_dtype)
     at(where, f"{px}precision", hardware.peak_flops, precision.compute)
     layout = ParallelLayout(tp=s.tp, pp=s.pp, dp=s.replicas)
