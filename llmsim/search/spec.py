@@ -79,14 +79,17 @@ class KnobsConfig(_Strict):
 
 class VerifyConfig(_Strict):
     """DES check of the ``top_k`` allocations: goodput by bisection on the rate (``rel_tol``), each trial
-    ``num_requests`` long (the first ``warmup_requests`` left out) over ``seeds``."""
+    ``num_requests`` long but at least ``min_duration_s`` of arrivals (the same fraction of warm-up, the
+    first ``warmup_requests`` of ``num_requests``, left out) over ``seeds``; a trial the load verdict cannot
+    judge (inconclusive) is run again with twice the requests, and fails if it still cannot be judged."""
 
     top_k: int = Field(3, ge=0)
     num_requests: int = Field(600, ge=20)
     warmup_requests: int = Field(60, ge=0)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    min_duration_s: float = Field(30.0, ge=0)
     rel_tol: float = Field(0.1, gt=0, lt=1)
-    max_trials: int = Field(10, ge=2)
+    max_trials: int = Field(14, ge=2)
     pd_link: dict[str, Any] = Field(default_factory=lambda: {"kind": "infiniband", "gbps": 400})
 
     @model_validator(mode="after")
