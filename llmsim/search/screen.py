@@ -87,6 +87,16 @@ class Lengths:
     input: np.ndarray
     output: np.ndarray
 
+    def __post_init__(self) -> None:
+        totals = np.sort(self.input + self.output)
+        object.__setattr__(self, "stats", (float(self.input.mean()), float(self.output.mean()),
+                                           int(self.input.min()), totals))
+
+    def share_longer_than(self, tokens: int) -> float:
+        """Fraction of requests whose prompt plus output exceeds ``tokens``."""
+        totals = self.stats[3]
+        return 1.0 - np.searchsorted(totals, tokens, side="right") / len(totals)
+
     def quantile(self, q: float, weights: np.ndarray | None = None) -> float:
         """The ``q`` quantile of input lengths (weighted, e.g. by tokens, for per-token percentiles)."""
         order = np.argsort(self.input, kind="stable")
@@ -132,7 +142,9 @@ class _Base:
         self.cm = CostModel(model, hardware, self.layout, precision, timer=timer)
         self.lengths, self.target = lengths, target
         self._cap: dict[int, float] = {}
-        self._decode: dict[tuple[int, int], float] = {}
+        self._decode: dict[tuple[int, int, bool], float] = {}
+        self._prefill: dict[int, float] = {}
+        self.plans: dict[tuple, object] = {}
         q = max(0.0, target.attainment - target.margin)  # the request at this quantile must meet the bound
         self.l_attain = lengths.quantile(q)
         self.ttft_lb = self.prefill_s(self.l_attain)
@@ -140,6 +152,11 @@ class _Base:
 
     def prefill_s(self, length: float) -> float:
         return float(sum(self.cm.step_time([int(length)], [0]).stage_s))
+
+    def prefill_total_s(self, length: int) -> float:
+        if length not in self._prefill:
+            self._prefill[length] = self.cm.step_time([length], [0]).total_s
+        return self._prefill[length]
 
     def decode_s(self, batch: int, context: int, total: bool = False) -> float:
         key = (batch, context, total)
@@ -184,19 +201,19 @@ def _latency_reason(base: _Base, role: str) -> str:
 def _capacities(base: _Base, c: Candidate, kv_tokens: int) -> tuple[float, float]:
     """(upper bound, SLO-aware estimate) of requests per second of one replica in its role."""
     lens, t = base.lengths, base.target
-    mean_in, mean_out = float(lens.input.mean()), float(lens.output.mean())
+    mean_in, mean_out, min_in, _ = lens.stats
     cap_tok = base.capacity_tokens_per_s(c.max_num_batched_tokens)
     b_max = max(1, min(c.max_num_seqs, int(kv_tokens // max(1.0, mean_in))))
-    ctx_lo = int(lens.input.min())
-    dec_ub = b_max / base.decode_s(b_max, ctx_lo)
+    b_up = 1 << (b_max - 1).bit_length()  # B / t(B) rises with B: a larger batch keeps it an upper bound
+    dec_ub = b_up / base.decode_s(b_up, min_in)
     ctx_mid = int(mean_in + mean_out / 2)
     limit = t.tpot_s or t.percentiles.get("itl_p99_s") or math.inf
-    b_slo = 1  # the largest power of two (or b_max) whose decode step, CPU overhead included, meets TPOT
-    for b in sorted({*(2**i for i in range(b_max.bit_length()) if 2**i <= b_max), b_max}):
+    b_slo = 1  # the largest power of two <= b_max whose decode step, CPU overhead included, meets TPOT
+    for b in (2**i for i in range(b_max.bit_length())):
         if base.decode_s(b, ctx_mid, total=True) <= limit:
             b_slo = b
     dec_est = b_slo / base.decode_s(b_slo, ctx_mid, total=True)
-    prefill_est = 1.0 / base.cm.step_time([int(mean_in)], [0]).total_s
+    prefill_est = 1.0 / base.prefill_total_s(int(mean_in))
     if c.role == "prefill":
         return cap_tok / mean_in, prefill_est
     if c.role == "decode":
@@ -242,23 +259,33 @@ def _make_base(key, spec, models, hardware, lengths, targets, timers, default_ti
 
 
 def _judge(base: _Base, c: Candidate, engine) -> Screened:
-    from llmsim.cost.memory import plan_memory
-    from llmsim.engines import resolve_engine
-
-    sched = {"kind": "vllm", "max_num_batched_tokens": c.max_num_batched_tokens, "max_num_seqs": c.max_num_seqs}
-    runtime = resolve_engine(engine, base.hw, sched, {}, None)
     figures = {"usd_per_hour": base.hw.price_per_hour_usd * c.gpus, "tdp_w": base.hw.tdp_w * c.gpus}
-    try:
-        plan = plan_memory(base.model, base.hw, base.layout, base.prec,
-                           gpu_memory_utilization=runtime.gpu_memory_utilization,
-                           max_num_batched_tokens=c.max_num_batched_tokens, max_num_seqs=c.max_num_seqs,
-                           block_size=runtime.block_size)
-    except LlmsimError as exc:
-        return Screened(c, f"memory: {exc}", **figures)
+    key = (c.engine, c.max_num_batched_tokens, c.max_num_seqs)
+    if key not in base.plans:  # the roles of one knob setting share the engine's memory plan
+        base.plans[key] = _memory_plan(base, c, engine)
+    plan = base.plans[key]
+    if isinstance(plan, str):
+        return Screened(c, plan, **figures)
     lens, t = base.lengths, base.target
-    too_long = float(((lens.input + lens.output) > plan.kv_capacity_tokens).mean())
+    too_long = lens.share_longer_than(plan.kv_capacity_tokens)
     reason = _latency_reason(base, c.role)
     if not reason and too_long > 1 - t.attainment + t.margin:
         reason = f"KV cache of {plan.kv_capacity_tokens} tokens holds only {1 - too_long:.0%} of the requests"
     ub, est = _capacities(base, c, plan.kv_capacity_tokens) if not reason else (0.0, 0.0)
     return Screened(c, reason, base.ttft_lb, base.tpot_lb, ub, est, kv_tokens=plan.kv_capacity_tokens, **figures)
+
+
+def _memory_plan(base: _Base, c: Candidate, engine):
+    """The KV plan the engine would make (its ``gpu_memory_utilization`` and block size), or why none fits."""
+    from llmsim.cost.memory import plan_memory
+    from llmsim.engines import resolve_engine
+
+    sched = {"kind": "vllm", "max_num_batched_tokens": c.max_num_batched_tokens, "max_num_seqs": c.max_num_seqs}
+    runtime = resolve_engine(engine, base.hw, sched, {}, None)
+    try:
+        return plan_memory(base.model, base.hw, base.layout, base.prec,
+                           gpu_memory_utilization=runtime.gpu_memory_utilization,
+                           max_num_batched_tokens=c.max_num_batched_tokens, max_num_seqs=c.max_num_seqs,
+                           block_size=runtime.block_size)
+    except LlmsimError as exc:
+        return f"memory: {exc}"
