@@ -63,24 +63,26 @@ class Allocation:
 
 def solve(items: Sequence[Item], rates: Mapping[str, float], counts: Mapping[str, int | None],
           budget_usd_per_hour: float | None, objective: str, top_k: int = 1,
-          time_limit_s: float = 60.0) -> list[Allocation]:
-    """The ``top_k`` best allocations (fewer when fewer exist); InfeasibleError naming the tightest
-    constraint when none meets the rates; SolverError for any other solver status."""
+          time_limit_s: float = 60.0, exclude: Sequence[set[str]] = ()) -> list[Allocation]:
+    """The ``top_k`` best allocations (fewer when fewer exist), none using exactly a set of item keys in
+    ``exclude``; InfeasibleError naming the tightest constraint when none meets the rates; SolverError
+    for any other solver status."""
     import warnings
 
     with warnings.catch_warnings():  # pulp 3.x announces its 4.0 API on every variable and solve
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _solve(items, rates, counts, budget_usd_per_hour, objective, top_k, time_limit_s)
+        return _solve(items, rates, counts, budget_usd_per_hour, objective, top_k, time_limit_s, exclude)
 
 
-def _solve(items, rates, counts, budget_usd_per_hour, objective, top_k, time_limit_s) -> list[Allocation]:
+def _solve(items, rates, counts, budget_usd_per_hour, objective, top_k, time_limit_s, exclude) -> list[Allocation]:
     if not items:
         raise InfeasibleError("allocation: no candidate passed the screen")
     missing = [m for m in rates if not any(i.model == m for i in items)]
     if missing:
         raise InfeasibleError(f"allocation: no candidate of model(s) {', '.join(missing)} passed the screen")
     found: list[Allocation] = []
-    cuts: list[set[str]] = []
+    keys = {i.key for i in items}
+    cuts: list[set[str]] = [set(e) for e in exclude if set(e) <= keys]
     for _ in range(max(1, top_k)):
         alloc = _best(items, rates, counts, budget_usd_per_hour, objective, cuts, time_limit_s)
         if alloc is None:

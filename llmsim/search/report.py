@@ -94,8 +94,9 @@ def _pareto(table: pd.DataFrame, path: Path) -> None:
                            (axes[1], "goodput_rps_per_gpu", "goodput per GPU (req/s)")):
         for _, r in done.iterrows():
             ax.scatter(r.get("ttft_p99_s"), r.get(col))
-            ax.annotate(f"#{int(r['allocation'])} {r['gpus_by_type']}", (r.get("ttft_p99_s"), r.get(col)),
-                        fontsize=7)
+            ax.annotate(f"#{int(r['allocation'])} {short_gpus(r['gpus_by_type'])}", (r.get("ttft_p99_s"), r.get(col)),
+                        fontsize=7, xytext=(4, 2), textcoords="offset points")
+        ax.margins(0.25)
         front = _front(done, col)
         if len(front):
             ax.step(front["ttft_p99_s"], front[col], where="post", color="grey", linewidth=0.8)
@@ -105,6 +106,11 @@ def _pareto(table: pd.DataFrame, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def short_gpus(by_type: str) -> str:
+    """``{"h100-sxm-calibrated": 16}`` -> ``16xh100``."""
+    return "+".join(f"{n}x{name.split('-')[0]}" for name, n in json.loads(by_type).items())
 
 
 def _front(df: pd.DataFrame, col: str) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from llmsim.errors import ConfigError
+from llmsim.errors import ConfigError, InfeasibleError
 from llmsim.search.screen import Candidate, Lengths, Screened, Target, enumerate_candidates, screen
 from llmsim.search.spec import SearchSpec, load_spec
 
@@ -127,15 +127,68 @@ def search(path: str | Path, out_dir: str | Path, *, log=print) -> dict:
     kept = sum(s.kept for s in screened)
     log(f"screen: {len(screened)} candidates, {kept} kept, {len(screened) - kept} discarded "
         f"({per_s:,.0f} candidates per CPU second)")
+    _check_models_kept(spec, screened)
     items, by_label = items_for(screened)
+    estimated = items
     rates = {e.name: e.rate_per_s for e in spec.models}
     counts = {name: g.count for name, g in spec.gpus.items()}
-    allocations = ilp.solve(items, rates, counts, spec.budget_usd_per_hour, spec.objective,
-                            top_k=max(1, spec.verify.top_k))
-    log(f"allocate: {len(allocations)} allocation(s) from {len(items)} configurations (CBC: {allocations[0].status})")
-    verified = [verify_allocation(ctx, alloc, by_label, out / "verify" / f"alloc-{k}", log)
-                for k, alloc in enumerate(allocations[:spec.verify.top_k])]
+    allocations: list = []
+    verified: list = []
+    for round_ in range(1 + (spec.verify.refine_rounds if spec.verify.top_k else 0)):
+        try:
+            found = ilp.solve(items, rates, counts, spec.budget_usd_per_hour, spec.objective,
+                              top_k=max(1, spec.verify.top_k), exclude=[set(a.replicas) for a in allocations])
+        except InfeasibleError:
+            if not allocations:
+                raise
+            break  # every structure the refined program allows was verified already
+        log(f"allocate (round {round_}): {len(found)} allocation(s) from {len(items)} configurations "
+            f"(CBC: {found[0].status})")
+        for alloc in found[:spec.verify.top_k]:
+            verified.append(verify_allocation(ctx, alloc, by_label, out / "verify" / f"alloc-{len(allocations)}", log))
+            allocations.append(alloc)
+        if not spec.verify.top_k:
+            allocations.extend(found)
+        items = refined(estimated, allocations, verified, rates)
     return write_report(ctx, out, screened, per_s, allocations, by_label, verified, log)
+
+
+def _check_models_kept(spec: SearchSpec, screened: list[Screened]) -> None:
+    """A model none of whose candidates passed the screen makes the search infeasible: say why."""
+    from collections import Counter
+
+    for entry in spec.models:
+        mine = [s for s in screened if s.candidate.model == entry.name]
+        if any(s.kept for s in mine):
+            continue
+        kinds = Counter(s.reason.split(" ")[0].rstrip(":") for s in mine)
+        closest = min(mine, key=lambda s: s.ttft_lb_s if s.ttft_lb_s == s.ttft_lb_s else math.inf)
+        raise InfeasibleError(
+            f"model {entry.name}: the screen discarded all {len(mine)} candidates ("
+            + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + "); the tightest constraint is the SLO: "
+            f"e.g. {closest.candidate.label}: {closest.reason}")
+
+
+def refined(items, allocations, verified, rates):
+    """``items`` (the screen's estimates) with their capacities scaled by measured / estimated goodput of
+    the verified allocations that used them (the latest measurement wins); unverified items keep theirs."""
+    by_key = {i.key: i for i in items}
+    factor: dict[str, float] = {}
+    for alloc, per_model in zip(allocations, verified, strict=False):
+        for name, (_, result, _) in per_model.items():
+            keys = [k for k in alloc.replicas if by_key.get(k) is not None and by_key[k].model == name]
+            est = _part_capacity([(by_key[k], alloc.replicas[k]) for k in keys])
+            lam = result.goodput_rps if result.goodput_rps is not None else (result.upper_rps or 0.0) / 2
+            if est > 0:
+                for k in keys:
+                    factor[k] = max(lam * rates[name] / est, 1e-3)
+    return [replace(i, capacity_rps=i.capacity_rps * factor[i.key]) if i.key in factor else i for i in items]
+
+
+def _part_capacity(parts) -> float:
+    """Estimated requests/s of one model's part: its mixed replicas, or min(prefill, decode) of a split."""
+    cap = {r: sum(i.capacity_rps * n for i, n in parts if i.role == r) for r in ("mixed", "prefill", "decode")}
+    return cap["mixed"] + min(cap["prefill"], cap["decode"])
 
 
 def verify_allocation(ctx: Context, alloc, by_label: dict[str, Candidate], out: Path, log) -> dict:

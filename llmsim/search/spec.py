@@ -81,7 +81,9 @@ class VerifyConfig(_Strict):
     """DES check of the ``top_k`` allocations: goodput by bisection on the rate (``rel_tol``), each trial
     ``num_requests`` long but at least ``min_duration_s`` of arrivals (the same fraction of warm-up, the
     first ``warmup_requests`` of ``num_requests``, left out) over ``seeds``; a trial the load verdict cannot
-    judge (inconclusive) is run again with twice the requests, and fails if it still cannot be judged."""
+    judge (inconclusive) is run again with twice the requests, and fails if it still cannot be judged.
+    ``refine_rounds``: times the ILP is solved again with the capacities of the configurations verified so
+    far scaled to what the DES measured (new allocations only), and its best allocations verified."""
 
     top_k: int = Field(3, ge=0)
     num_requests: int = Field(600, ge=20)
@@ -90,6 +92,7 @@ class VerifyConfig(_Strict):
     min_duration_s: float = Field(30.0, ge=0)
     rel_tol: float = Field(0.1, gt=0, lt=1)
     max_trials: int = Field(14, ge=2)
+    refine_rounds: int = Field(1, ge=0)
     pd_link: dict[str, Any] = Field(default_factory=lambda: {"kind": "infiniband", "gbps": 400})
 
     @model_validator(mode="after")

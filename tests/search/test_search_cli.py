@@ -17,7 +17,8 @@ SPEC = {
     "gpus": {"h100-sxm": {"count": 2}, "a100-sxm-80gb": {"count": 2, "price_per_gpu_hour_usd": 1.0}},
     "objective": "goodput_per_usd",
     "knobs": {"tp": [1], "max_num_seqs": [64]},
-    "verify": {"top_k": 1, "num_requests": 60, "warmup_requests": 6, "min_duration_s": 0, "rel_tol": 0.3},
+    "verify": {"top_k": 1, "num_requests": 60, "warmup_requests": 6, "min_duration_s": 0, "rel_tol": 0.3,
+               "refine_rounds": 0},
 }
 
 
@@ -66,3 +67,22 @@ def test_small_search_end_to_end_and_resume(tmp_path, capsys):
     stamps = [p.stat().st_mtime_ns for p in runs]
     code, _ = run(tmp_path, SPEC, capsys)
     assert code == 0 and [p.stat().st_mtime_ns for p in runs] == stamps  # resumed: nothing re-simulated
+
+
+def test_slo_no_candidate_can_meet_is_named(tmp_path, capsys):
+    code, io = run(tmp_path, {**SPEC, "slo": {"ttft_s": 0.001, "tpot_s": 0.05}}, capsys)
+    assert code == 2 and "the screen discarded all 2 candidates (2 TTFT)" in io.err
+    assert "tightest constraint is the SLO" in io.err and "TTFT lower bound" in io.err
+
+
+def test_refined_capacities_by_hand():
+    from llmsim.metrics.goodput_search import GoodputSearch
+    from llmsim.search.ilp import Allocation, Item
+    from llmsim.search.run import refined
+
+    items = [Item("P", "m", "prefill", "h", 1, 1.0, 1.0, 4.0), Item("D", "m", "decode", "h", 1, 1.0, 1.0, 3.0),
+             Item("X", "m", "mixed", "h", 1, 1.0, 1.0, 5.0)]
+    # 2 P + 2 D: estimated min(8, 6) = 6 req/s; the DES measured lam 1.5 x rate 2 = 3 req/s -> factor 0.5
+    alloc = Allocation({"P": 2, "D": 2}, 3.0, 4.0, 4, 4.0, 0.0)
+    out = refined(items, [alloc], [{"m": ([], GoodputSearch(1.5, 1.6), {})}], {"m": 2.0})
+    assert [i.capacity_rps for i in out] == [2.0, 1.5, 5.0]
