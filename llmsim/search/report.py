@@ -55,10 +55,11 @@ def write_report(ctx, out: Path, screened, per_s: float, allocations, by_label, 
     rows = [allocation_row(ctx, k, a, verified[k] if k < len(verified) else None) for k, a in enumerate(allocations)]
     table = pd.DataFrame(rows)
     rank = RANK[ctx.spec.objective]
-    if "goodput_rps" in table:
-        ascending = ctx.spec.objective == "min_cost"
-        key = table[rank] if not ascending else table[rank].where(table["meets_target"].fillna(False).astype(bool))
-        table = table.assign(_key=key).sort_values("_key", ascending=ascending, na_position="last").drop(columns="_key")
+    if "goodput_rps" in table:  # allocations that meet the target rates first, then by the objective
+        meets = table["meets_target"].fillna(False).astype(bool)
+        key = table[rank] if ctx.spec.objective != "min_cost" else -table[rank]
+        table = table.assign(_meets=meets, _key=key).sort_values(["_meets", "_key"], ascending=False,
+                                                                 na_position="last").drop(columns=["_meets", "_key"])
     table.to_csv(out / "search.csv", index=False)
     _screen_tables(out, screened)
     if verified:
