@@ -92,7 +92,7 @@ def _target(spec: SearchSpec, entry) -> Target:
 def run_screen(ctx: Context) -> tuple[list[Screened], float]:
     """Screen every candidate; returns the verdicts and candidates per CPU second."""
     t0 = time.process_time()
-    candidates = enumerate_candidates(ctx.spec, ctx.models)
+    candidates = enumerate_candidates(ctx.spec)
     out = screen(ctx.spec, candidates, ctx.models, ctx.hardware, ctx.lengths, ctx.targets, ctx.engines)
     spent = max(time.process_time() - t0, 1e-9)
     return out, len(candidates) / spent

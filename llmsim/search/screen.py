@@ -116,8 +116,8 @@ class Target:
     margin: float
 
 
-def enumerate_candidates(spec, models: dict) -> list[Candidate]:
-    """Every combination of the knobs for every model entry and GPU type (``models``: name -> ModelSpec)."""
+def enumerate_candidates(spec) -> list[Candidate]:
+    """Every combination of the knobs for every model entry and GPU type."""
     k = spec.knobs
     roles = [r for mode in k.modes for r in ROLES[mode]]
     out = []

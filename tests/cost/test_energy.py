@@ -148,3 +148,19 @@ def test_experiment_cost_block_errors_name_the_field():
         _config({"price_per_gpu_hour_usd": -1})
     with pytest.raises(ConfigError, match=r"exp.yaml: cost.power_cap_w: must be above the idle power"):
         build_cluster(_config({"power_cap_w": 20}), load_model("llama-3.1-8b"), "exp.yaml")
+
+
+def test_power_cap_in_a_simulated_summary():
+    from dataclasses import replace
+
+    from llmsim.sim import simulate
+    from llmsim.specs import load_hardware
+    from llmsim.workload import Request
+
+    reqs = [Request(id=i, arrival_s=0.05 * i, input_tokens=2048, output_tokens=16) for i in range(30)]
+    hw = load_hardware("h100-sxm")
+    free = simulate(reqs, model="llama-3.1-8b", hardware=hw).summary()
+    capped = simulate(reqs, model="llama-3.1-8b", hardware=replace(hw, power_cap_w=300.0)).summary()
+    assert "power_cap_time_factor" not in free
+    assert capped["power_cap_time_factor"] > 1.0  # prefill-heavy steps slow down under a 300 W cap
+    assert capped["power_mean_w"] < free["power_mean_w"]
