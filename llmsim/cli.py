@@ -242,7 +242,8 @@ def _plugin_commands():
 
     found = []
     for module in ("llmsim.experiment.commands", "llmsim.workload.commands", "llmsim.sim.commands",
-                   "llmsim.calibration.commands", "llmsim.engines.commands"):
+                   "llmsim.calibration.commands", "llmsim.engines.commands",
+                   "llmsim.search.commands"):  # llmsim search (configuration search)
         try:
             found.append(importlib.import_module(module).register)
         except ModuleNotFoundError as exc:

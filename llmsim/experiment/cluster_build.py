@@ -40,6 +40,26 @@ class PoolSettings:
     ep_comm: str = "allreduce"
     moe: Any = None  # llmsim.specs.moe.MoERouting (None: uniform routing)
     lora: Any = None  # the experiment's lora: block (a mapping) or None
+    cost: Any = None  # the experiment's CostConfig: price and power-cap overrides
+
+
+def _with_cost(hardware, cost, where: str):
+    """The profile with the experiment's ``cost:`` overrides (price per GPU-hour, power cap) applied."""
+    from dataclasses import replace
+
+    if cost is None:
+        return hardware
+    price = cost.for_hardware("price_per_gpu_hour_usd", hardware.name)
+    cap = cost.for_hardware("power_cap_w", hardware.name)
+    changes = {k: float(v) for k, v in (("price_per_hour_usd", price), ("power_cap_w", cap)) if v is not None}
+    if not changes:
+        return hardware
+    hardware = replace(hardware, **changes)
+    if cap is not None:
+        from llmsim.cost.energy import power_profile
+
+        at(where, "cost.power_cap_w", power_profile, hardware, hardware.power_cap_w or None)
+    return hardware
 
 
 def _merge(top: Mapping[str, Any] | None, pool: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -58,7 +78,7 @@ def pool_settings(cfg) -> list[PoolSettings]:
         return [PoolSettings("default", "mixed", cfg.layout.replicas, "", cfg.hardware, cfg.layout.tp, cfg.layout.pp,
                              cfg.precision, cfg.kv_dtype, cfg.engine, cfg.max_model_len, dict(cfg.scheduler),
                              None if cfg.kv is None else dict(cfg.kv), util, cfg.memory.reserved_bytes,
-                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing(), cfg.lora)]
+                             cfg.layout.ep, cfg.layout.ep_comm, cfg.moe.routing(), cfg.lora, cfg.cost)]
     out = []
     for name, p in cfg.cluster.pools.items():
         values = {k: getattr(cfg, k) if getattr(p, k) is None else getattr(p, k) for k in POOL_KEYS}
@@ -69,7 +89,7 @@ def pool_settings(cfg) -> list[PoolSettings]:
             _merge(cfg.scheduler, p.scheduler), _merge(cfg.kv, p.kv),
             util if p.memory is None else p.memory.gpu_memory_utilization,
             cfg.memory.reserved_bytes if p.memory is None else p.memory.reserved_bytes,
-            layout.ep, layout.ep_comm, cfg.moe.routing(), cfg.lora))
+            layout.ep, layout.ep_comm, cfg.moe.routing(), cfg.lora, cfg.cost))
     return out
 
 
@@ -142,7 +162,7 @@ def build_pool(s: PoolSettings, model, where: str, check: bool = False):
     from llmsim.sim.spec import PoolSpec
 
     px = s.prefix
-    hardware = at(where, f"{px}hardware", load_hardware, s.hardware)
+    hardware = _with_cost(at(where, f"{px}hardware", load_hardware, s.hardware), s.cost, where)
     precision = at(where, f"{px}precision", Precision.parse, s.precision, s.kv_dtype)
     at(where, f"{px}precision", hardware.peak_flops, precision.compute)
     layout = at(where, f"{px}layout", _layout, s)

@@ -174,6 +174,27 @@ class SamplingConfig(_Strict):
         return self
 
 
+class CostConfig(_Strict):
+    """Overrides of the hardware profiles' cost and power figures (``llmsim.cost.energy``):
+    ``price_per_gpu_hour_usd`` and ``power_cap_w`` (a board power limit per GPU, as ``nvidia-smi -pl``),
+    each one number for every pool or a mapping from hardware name to number."""
+
+    price_per_gpu_hour_usd: float | dict[str, float] | None = None
+    power_cap_w: float | dict[str, float] | None = None
+
+    @field_validator("price_per_gpu_hour_usd", "power_cap_w")
+    @classmethod
+    def _non_negative(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        for key, value in (v.items() if isinstance(v, dict) else [("", v)] if v is not None else []):
+            if isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{key + ': ' if key else ''}must be a number >= 0, got {value!r}")
+        return v
+
+    def for_hardware(self, field: str, name: str) -> float | None:
+        v = getattr(self, field)
+        return v.get(name) if isinstance(v, dict) else v
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a base configuration plus an optional sweep. See ``llmsim schema``."""
 
@@ -200,6 +221,7 @@ class ExperimentConfig(_Strict):
     cluster: ClusterConfig | None = None
     speculative: dict[str, Any] | None = None
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @field_validator("scheduler", "kv", "router")

@@ -42,10 +42,13 @@ class Goodput:
     inconclusive_rps: list[float] = field(default_factory=list)
     num_gpus: int = 1
     upper_reason: str = ""  # why the rate above fails: "overloaded" or "misses the SLO"
+    usd_per_hour: float = 0.0  # the configuration's price (profiles' indicative GPU-hour prices)
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["goodput_rps_per_gpu"] = None if self.goodput_rps is None else self.goodput_rps / self.num_gpus
+        out["goodput_requests_per_usd"] = (None if self.goodput_rps is None or self.usd_per_hour <= 0
+                                           else self.goodput_rps * 3600.0 / self.usd_per_hour)
         out["text"] = self.text()
         return out
 
@@ -89,8 +92,10 @@ def goodput(rows: pd.DataFrame, rate_col: str, label: str = "all points", target
     stable = [j.rate for j in judged if j.verdict == "stable"]
     overloaded = [j.rate for j in judged if j.verdict == "overloaded"]
     gpus = int(rows["num_gpus"].iloc[0]) if "num_gpus" in rows and rows["num_gpus"].notna().any() else 1
+    price = rows["price_per_hour_usd"] if "price_per_hour_usd" in rows else pd.Series(dtype=float)
     common = dict(label=label, highest_stable_rps=max(stable) if stable else None,
-                  lowest_overloaded_rps=min(overloaded) if overloaded else None, num_gpus=gpus)
+                  lowest_overloaded_rps=min(overloaded) if overloaded else None, num_gpus=gpus,
+                  usd_per_hour=float(price.iloc[0]) if price.notna().any() else 0.0)
     if not has_slo:
         return Goodput(goodput_rps=None, exact=False, upper_rps=None, inconclusive_rps=[], **common)
     first_fail = next((i for i, j in enumerate(judged) if j.status == "fail"), None)

@@ -86,7 +86,20 @@ def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: in
     info.update(speculation_stats([e.sched for r in replicas for e in r.engines], steps_df))
     pools = {p.name: (p.role, tuple(r.index for r in replicas if r.pool == p.name)) for p in spec.pools}
     return SimResult(requests_df, steps_df, overload, step_log.itl, info, pools=pools,
-                     transfers=network.log.frame())
+                     transfers=network.log.frame(), power=_power(spec, replicas))
+
+
+def _power(spec: ClusterSpec, replicas: list[PoolReplica]) -> tuple:
+    """Each replica's power figures and price (``llmsim.cost.energy``); none for a profile without a TDP."""
+    from llmsim.cost.energy import replica_power
+
+    out = []
+    for r in replicas:
+        dep = spec.pool(r.pool).deployment
+        if dep.hardware.tdp_w <= 0:
+            return ()
+        out.append(replica_power(dep.hardware, dep.layout.tp * dep.layout.pp, dep.precision.compute))
+    return tuple(out)
 
 
 def _gpus(pool: PoolSpec) -> int:

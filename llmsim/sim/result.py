@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from llmsim.metrics.energy import energy_fields
 from llmsim.metrics.histogram import LogHistogram
 from llmsim.metrics.pools import pool_summary
 from llmsim.metrics.summary import Overload, summarize
@@ -20,7 +21,8 @@ class SimResult:
     engine step; ``overloaded``: truthy with ``.reason`` when arrivals outpaced service; ``itl``: global
     inter-token-latency histogram; ``info``: resolved configuration and derived capacities (KV blocks per
     replica, capacity bound, ...), JSON-able; ``pools``: pool name -> (role, replica indices);
-    ``transfers``: one row per KV transfer over a link (``llmsim.sim.links.TRANSFER_COLUMNS``)."""
+    ``transfers``: one row per KV transfer over a link (``llmsim.sim.links.TRANSFER_COLUMNS``); ``power``:
+    each replica's power figures and price, for the energy and cost columns (``llmsim.metrics.energy``)."""
 
     requests: pd.DataFrame
     steps: pd.DataFrame
@@ -29,6 +31,7 @@ class SimResult:
     info: Mapping[str, Any] = field(default_factory=dict)
     pools: Mapping[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     transfers: pd.DataFrame | None = None
+    power: tuple = ()  # one llmsim.cost.energy.ReplicaPower per replica (energy and cost columns)
 
     def summary(self, slo: Mapping[str, float] | None = None) -> dict:
         """Flat JSON-able dict: latency percentiles, throughput, SLO attainment (``slo``: any of ``ttft_s``,
@@ -43,6 +46,7 @@ class SimResult:
             out["within_capacity_bound"] = bool(measured <= bound * (1 + 1e-9))
         if len(self.pools) > 1 or any(role != "mixed" for role, _ in self.pools.values()):
             out.update(pool_summary(self.requests, self.steps, self.pools))
+        out.update(energy_fields(self.requests, self.steps, self.power, out))
         out["cross_check_warnings"] = "; ".join(self._cross_check(out))
         out.update({k: v for k, v in self.info.items() if k not in out})
         return out

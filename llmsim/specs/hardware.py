@@ -50,6 +50,11 @@ PROFILE_KEYS: dict[str, Any] = {
     "sm_count": NON_NEGATIVE,
     "tdp_w": NON_NEGATIVE,
     "price_per_hour_usd": NON_NEGATIVE,
+    # power figures of llmsim.cost.energy (0 or absent: its stated fallback fractions of the TDP)
+    "idle_w": NON_NEGATIVE,
+    "memory_bound_w": NON_NEGATIVE,
+    "full_power_mfu": FRACTION,
+    "power_cap_w": NON_NEGATIVE,  # a board power limit below the TDP (nvidia-smi -pl); 0 or absent: none
     "host_memory_bytes": NON_NEGATIVE,
     "interconnect": {"gpus_per_node": Num(1.0), "intra_node": LINK_KEYS, "inter_node": LINK_KEYS,
                      "host": LINK_KEYS},
@@ -166,6 +171,10 @@ class HardwareSpec:
     sm_count: int = 0
     tdp_w: float = 0.0
     price_per_hour_usd: float = 0.0
+    idle_w: float = 0.0
+    memory_bound_w: float = 0.0
+    full_power_mfu: float = 0.0
+    power_cap_w: float = 0.0
     host_memory_bytes: float = 0.0
     description: str = ""
     efficiency: Efficiency = field(default_factory=Efficiency)
@@ -234,6 +243,10 @@ def hardware_from_dict(data: Mapping[str, Any], source: str = "") -> HardwareSpe
         sm_count=int(num.get("sm_count", 0)),
         tdp_w=num.get("tdp_w", 0.0),
         price_per_hour_usd=num.get("price_per_hour_usd", 0.0),
+        idle_w=num.get("idle_w", 0.0),
+        memory_bound_w=num.get("memory_bound_w", 0.0),
+        full_power_mfu=num.get("full_power_mfu", 0.0),
+        power_cap_w=num.get("power_cap_w", 0.0),
         host_memory_bytes=num.get("host_memory_bytes", 0.0),
         gpus_per_node=int(_as_float(net.get("gpus_per_node", 8), "")),
         intra_node=_link(net["intra_node"]),

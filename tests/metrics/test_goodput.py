@@ -65,3 +65,9 @@ def test_without_slo_only_capacity():
     df = pd.DataFrame({RATE: [1, 2, 3], "load_verdict": ["stable", "stable", "overloaded"]})
     g = goodput(df, RATE)
     assert g.goodput_rps is None and g.highest_stable_rps == 2 and g.lowest_overloaded_rps == 3
+
+
+def test_goodput_per_dollar_from_the_configuration_price():
+    rows = sweep([(1, 1.0, "stable"), (2, 0.95, "stable"), (3, 0.85, "stable")]).assign(price_per_hour_usd=6.0)
+    d = goodput(rows, RATE).to_dict()
+    assert d["goodput_requests_per_usd"] == pytest.approx(2.5 * 3600 / 6.0)  # 1500 requests per dollar
