@@ -141,5 +141,8 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment
     summary.update(_per_resource(summary, cluster))
+    from llmsim.trust.annotate import annotate  # evidence grade and interval of each metric
+
+    summary.update(annotate(summary, result, cluster))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps
