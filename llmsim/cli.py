@@ -222,13 +222,17 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+# validate-run and sensitivity (llmsim.trust): kept apart so other branches' command lists merge cleanly
+TRUST_COMMANDS = ("llmsim.trust.commands",)
+
+
 def _plugin_commands():
     """Subcommands owned by other packages (each module exposes ``register(subparsers)``)."""
     import importlib
 
     found = []
     for module in ("llmsim.experiment.commands", "llmsim.workload.commands", "llmsim.sim.commands",
-                   "llmsim.calibration.commands", "llmsim.engines.commands"):
+                   "llmsim.calibration.commands", "llmsim.engines.commands", *TRUST_COMMANDS):
         try:
             found.append(importlib.import_module(module).register)
         except ModuleNotFoundError as exc:

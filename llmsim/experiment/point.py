@@ -121,8 +121,9 @@ def _per_resource(summary: dict, cluster) -> dict:
     return out
 
 
-def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Simulate one point; returns (summary dict, requests table, steps table)."""
+def run_point(point: Point, transform=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Simulate one point; returns (summary dict, requests table, steps table). ``transform(cluster)``, if
+    given, returns the cluster to simulate instead (``llmsim.trust.sensitivity`` perturbs cost models)."""
     from llmsim.experiment.cluster_build import build_cluster
     from llmsim.experiment.progress import track
     from llmsim.sim.cluster import simulate_cluster
@@ -130,6 +131,8 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     cfg = point.config
     model = load_model(cfg.model)
     cluster, _ = build_cluster(cfg, model, point.where)
+    if transform is not None:
+        cluster = transform(cluster)
     spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None

@@ -286,8 +286,6 @@ def _inference_perf(where: str, d: Mapping, p: Path) -> list[BenchRun]:
             if v is not None:
                 metrics[f"{prefix}_{dst}_s"] = v
     out_len = _num(where, _sub(where, succ, "output_len", "successes"), "mean", "successes.output_len", required=False)
-    if out_len and out_len > 1:
-        metrics["tpot_mean_s"] = (metrics["e2e_mean_s"] - metrics["ttft_mean_s"]) / (out_len - 1)
     tput = succ.get("throughput") if isinstance(succ.get("throughput"), Mapping) else {}
     rps = _num(where, tput, "requests_per_sec", "successes.throughput", required=False)
     if rps is not None:
@@ -299,6 +297,11 @@ def _inference_perf(where: str, d: Mapping, p: Path) -> list[BenchRun]:
     failures = d.get("failures") if isinstance(d.get("failures"), Mapping) else {}
     failed = int(_num(where, failures, "count", "failures", required=False) or 0)
     arrival, prefix, notes = _inference_perf_profile(p)
+    if prefix.get("ignore_eos") and isinstance(prefix.get("output_len"), int):  # exact lengths were asked for:
+        out_len = float(prefix["output_len"])  # the client's own count under-counts for some tokenisers
+        notes += ("output length from profile.yaml (ignore_eos)",)
+    if out_len and out_len > 1:
+        metrics["tpot_mean_s"] = (metrics["e2e_mean_s"] - metrics["ttft_mean_s"]) / (out_len - 1)
     return [BenchRun("inference-perf", where, p.stem, None, arrival, rate, 0.0 if arrival == "constant" else 1.0,
                      None, int(_num(where, load, "count", "load_summary")), failed,
                      _num(where, load, "send_duration", "load_summary", required=False), in_len, out_len, metrics,
@@ -319,5 +322,7 @@ def _inference_perf_profile(p: Path) -> tuple[str, dict, tuple[str, ...]]:
             kind = load.get("type", "constant")
             data = prof.get("data") if isinstance(prof.get("data"), Mapping) else {}
             sp = data.get("shared_prefix") if isinstance(data.get("shared_prefix"), Mapping) else {}
-            return ("constant" if kind == "constant" else "poisson"), dict(sp), (f"load and data from {cand}",)
+            server = prof.get("server") if isinstance(prof.get("server"), Mapping) else {}
+            prefix = {**sp, "ignore_eos": bool(server.get("ignore_eos"))} if sp else {}
+            return ("constant" if kind == "constant" else "poisson"), prefix, (f"load and data from {cand}",)
     return "poisson", {}, ("no profile.yaml beside the results: load type unknown, Poisson assumed",)
