@@ -1,0 +1,127 @@
+"""validate-run's workload rebuild and comparison, trust fields of a run, and sensitivity ranking."""
+
+import math
+
+import pytest
+
+from llmsim.trust.annotate import trust_fields
+from llmsim.trust.benchfiles import BenchRun
+from llmsim.trust.grades import Evidence
+from llmsim.trust.intervals import Residual, ResidualTable
+from llmsim.trust.validate_run import compare, experiment_for_run, workload_for
+
+BASE = {"model": "llama-3.1-8b", "hardware": "h100-sxm-calibrated", "engine": "vllm-0.15",
+        "scheduler": {"kind": "vllm", "max_num_seqs": 64, "max_num_batched_tokens": 2048}}
+
+
+def _run(**kw):
+    args = dict(source="vllm", path="f.json", label="f", model=None, arrival="poisson", rate_per_s=4.0, cv=1.0,
+                concurrency=None, num_requests=120, failed=0, duration_s=30.0, input_len_mean=300.4,
+                output_len_mean=40.0, metrics={"ttft_mean_s": 0.05, "e2e_p99_s": 1.0})
+    args.update(kw)
+    return BenchRun(**args)
+
+
+def test_workload_rebuilt_from_the_file():
+    wl = workload_for(_run(arrival="gamma", cv=0.5))
+    assert wl["arrival"] == {"kind": "gamma", "rate_per_s": 4.0, "cv": 0.5}
+    assert wl["input_len"] == {"kind": "fixed", "value": 300} and wl["output_len"] == {"kind": "fixed", "value": 40}
+    wl = workload_for(_run(arrival="closed_loop", rate_per_s=None, concurrency=8, input_lens=(5, 7),
+                           output_lens=(3, 4)))
+    assert wl["arrival"] == {"kind": "closed_loop", "users": 8, "think_time_s": 0.0}
+    assert wl["input_len"] == {"kind": "empirical", "values": [5, 7]}
+    # a shared-prefix generator: the measured prompt (300) holds the 100-token system prompt
+    wl = workload_for(_run(arrival="constant", prefix={"num_unique_system_prompts": 4,
+                                                       "num_users_per_system_prompt": 3, "system_prompt_len": 100}))
+    assert wl["input_len"]["value"] == 200
+    assert wl["prefix"] == {"kind": "prompt_pool", "groups": 4, "users_per_group": 3, "system_tokens": 100}
+    cfg = experiment_for_run(_run(), BASE, scale=0.5)
+    assert cfg["stop"] == {"num_requests": 60} and cfg["model"] == "llama-3.1-8b"
+
+
+def test_missing_deployment_is_an_error():
+    from llmsim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--hardware"):
+        experiment_for_run(_run(), {"model": "llama-3.1-8b"})
+
+
+def test_compare_by_hand():
+    summary = {"ttft_mean_s": 0.06, "lo.ttft_mean_s": 0.03, "hi.ttft_mean_s": 0.12, "grade.ttft_mean_s": "A",
+               "e2e_p99_s": 0.8, "lo.e2e_p99_s": None, "hi.e2e_p99_s": None, "grade.e2e_p99_s": "B"}
+    rep = _run(metrics={"ttft_mean_s": 0.07, "e2e_p99_s": 1.0})
+    ttft, e2e = compare(_run(), summary, [rep])
+    assert ttft.error == pytest.approx(0.06 / 0.05 - 1) and ttft.inside is True and ttft.grade == "A"
+    assert ttft.spread == pytest.approx(math.sqrt(2) * 0.01 / 0.06)  # sample sd of (0.05, 0.07) / mean
+    assert e2e.error == pytest.approx(-0.2) and e2e.inside is None and e2e.spread == pytest.approx(0.0)
+
+
+def test_trust_fields_by_hand():
+    table = ResidualTable(tuple(Residual(f"r{i}", "m", "e2e_mean", "A", math.log(1.25)) for i in range(9)))
+    ev = Evidence(interpolated=1.0, extrapolated=0.0, roofline=0.0, engine_share=0.0, engine_fitted=True)
+    out = trust_fields({"e2e_mean_s": 2.0, "ttft_mean_s": 0.1}, ev, frontend_s=0.05, table=table)
+    assert out["grade.e2e_mean_s"] == "A"
+    assert (out["lo.e2e_mean_s"], out["hi.e2e_mean_s"]) == pytest.approx((1.6, 2.5))
+    # TTFT: half of it is front end; fitted, so still measured -> A, but no ttft residuals -> no interval
+    assert out["grade.ttft_mean_s"] == "A" and out["lo.ttft_mean_s"] is None
+    unfitted = Evidence(interpolated=1.0, extrapolated=0.0, roofline=0.0, engine_fitted=False)
+    out = trust_fields({"e2e_mean_s": 2.0, "ttft_mean_s": 0.1}, unfitted, frontend_s=0.05, table=table)
+    assert out["grade.ttft_mean_s"] == "C" and out["grade.e2e_mean_s"] == "A" and out["grade"] == "C"
+
+
+def test_run_summary_carries_grades_and_intervals():
+    import llmsim
+
+    cfg = {**BASE, "workload": {"arrival": {"kind": "poisson", "rate_per_s": 4},
+                                "input_len": {"kind": "fixed", "value": 256},
+                                "output_len": {"kind": "fixed", "value": 32}}, "stop": {"num_requests": 80}}
+    row = llmsim.run(cfg, progress=False).summary.iloc[0]
+    assert row["grade"] in ("A", "B", "C", "D") and row["interval_level"] == 0.9
+    assert 0 <= row["evidence_measured_share"] <= 1
+    lo, hi = row["lo.e2e_mean_s"], row["hi.e2e_mean_s"]
+    if lo is not None and not (isinstance(lo, float) and math.isnan(lo)):
+        assert lo < row["e2e_mean_s"] < hi
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(
+        "name: sens\nmodel: llama-3.1-8b\nhardware: h100-sxm-calibrated\nengine: vllm-0.15\n"
+        "scheduler: {kind: vllm, max_num_seqs: 64, max_num_batched_tokens: 2048}\n"
+        "workload:\n  arrival: {kind: poisson, rate_per_s: 4}\n  input_len: {kind: fixed, value: 256}\n"
+        "  output_len: {kind: fixed, value: 32}\nstop: {num_requests: 60}\n")
+    return path
+
+
+def test_sensitivity_ranks_a_no_effect_input_last(experiment):
+    from llmsim.trust.sensitivity import _scale_kernels, sensitivity
+
+    def params(pt):
+        return [("no_effect", "none", lambda s: (pt, None)),
+                ("kernel_time", "x(1 ± 20%)", lambda s: (pt, _scale_kernels(1 + 0.2 * s)))]
+
+    res = sensitivity(str(experiment), "tpot_p50", params=params)
+    assert [e.name for e in res.effects] == ["kernel_time", "no_effect"]
+    nothing = res.effects[1]
+    assert nothing.low == res.base and nothing.high == res.base and nothing.swing(res.base) == 0
+    kt = res.effects[0]
+    assert kt.low < res.base < kt.high  # slower kernels, slower tokens
+
+
+def test_front_end_does_not_move_tpot(experiment):
+    """Front-end seconds add to TTFT and E2E alike, so TPOT = (E2E - TTFT) / (n - 1) cannot move."""
+    from llmsim.trust.sensitivity import sensitivity, variants
+
+    res = sensitivity(str(experiment), "tpot_p50",
+                      params=lambda pt: [v for v in variants(pt) if v[0] in ("frontend", "input_len")])
+    front = next(e for e in res.effects if e.name == "frontend")
+    assert front.swing(res.base) == pytest.approx(0.0, abs=1e-12)
+    assert res.effects[-1].name == "frontend"
+
+
+def test_sensitivity_cli(experiment, tmp_path, capsys):
+    from llmsim.cli import main
+
+    assert main(["sensitivity", str(experiment), "--metric", "nonsense"]) == 2
+    assert "--metric" in capsys.readouterr().err
