@@ -18,6 +18,7 @@ residuals as one named set (``--set-name``, default from the hardware suffix) wi
 
     python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix=auto|''|-calibrated] [--jobs 2]
         [--time-scale 0.25] [--level 0.9] [--holdout run|model] [--write-residuals llmsim/trust/residuals.json]
+    python benchmarks/real_runs.py --coverage-from llmsim/trust/residuals.json   # no simulation
 
 Last line: ``real_runs: e2e_mean=X% e2e_p99=X% ttft_mean=X% itl=X% overload_flagged=K/N n=N coverage90=X%``.
 """
@@ -162,11 +163,15 @@ def write_residuals(path: str, name: str, rows: list, args) -> None:
     from llmsim.trust.intervals import write_residual_set
 
     csv_path = DATA / "vllm_0.15.1_runs.csv"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ""
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], capture_output=True, text=True, check=False,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            return ""
+
+    commit = git("rev-parse", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain", "--",
+                                                                              "llmsim", "benchmarks") else "")
     prov = {"command": "python benchmarks/real_runs.py " + " ".join(sys.argv[1:]), "engine": args.engine,
             "hardware_suffix": args.hardware_suffix, "time_scale": args.time_scale, "git_commit": commit,
             "data": "../shared/data/real_runs/vllm_0.15.1_runs.csv (healthy runs only)",
@@ -221,7 +226,18 @@ def main(argv=None) -> int:
     ap.add_argument("--holdout", choices=("run", "model"), default="run", help="what each coverage check leaves out")
     ap.add_argument("--write-residuals", metavar="FILE", help="store the residuals as one set in FILE")
     ap.add_argument("--set-name", help="name of the residual set (default: calibrated / datasheet / the suffix)")
+    ap.add_argument("--coverage-from", metavar="FILE",
+                    help="simulate nothing: report the held-out coverage of a stored residual file (all its sets "
+                         "together, as llmsim reads it), leaving out each run and then each model")
     args = ap.parse_args(argv)
+    if args.coverage_from:
+        from llmsim.trust.intervals import load_residuals
+
+        rows = list(load_residuals(args.coverage_from).rows)
+        cover = {by: coverage_report(rows, args.level, by) for by in ("run", "model")}
+        print(f"real_runs coverage: residuals={len(rows)} coverage{args.level * 100:g}_run={cover['run']:.1%} "
+              f"coverage{args.level * 100:g}_model={cover['model']:.1%}")
+        return 0
     from llmsim.trust.realruns import load_stage_runs
 
     csv_path = DATA / "vllm_0.15.1_runs.csv"

@@ -90,6 +90,7 @@ def _estimate(args: argparse.Namespace) -> int:
                            input_len=args.input_len, output_len=args.output_len)
     if args.json:
         out = est.to_dict()
+        out["grade"] = _estimate_grade(est)
         if tables:
             out["breakdown"] = {k: [_row(r) for r in v] for k, v in tables.items()}
         print(json.dumps(out, indent=2))
@@ -131,7 +132,19 @@ def _print_estimate(e) -> None:
         ev = e.evidence
         lines.append(f"  evidence           {ev['interpolated']:.0%} of kernel time interpolated between measured "
                      f"kernels, {ev['extrapolated']:.0%} extrapolated, {ev['roofline']:.0%} roofline only")
+        lines.append(f"  grade              {_estimate_grade(e)} (llmsim.trust.grades; no interval: intervals come from "
+                     "simulated serving runs, `llmsim run`)")
     print("\n".join(lines))
+
+
+def _estimate_grade(e) -> str | None:
+    """Evidence grade of a static-batch estimate: its kernels' evidence alone (no engine profile is timed)."""
+    if not e.evidence:
+        return None
+    from llmsim.trust.grades import Evidence, grade
+
+    ev = e.evidence
+    return grade(Evidence(ev["interpolated"], ev["extrapolated"], ev["roofline"])).letter
 
 
 def _print_breakdown(phase: str, rows) -> None:

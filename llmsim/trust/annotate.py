@@ -8,7 +8,7 @@ that into a grade per metric, ``llmsim.trust.intervals`` into an interval.
 
 Fields added to a summary: ``grade`` (the worst of the graded metrics), ``evidence_measured_share``,
 ``evidence_extrapolated_share`` (of step time), ``limit_pressure``, ``interval_level``, and per metric
-``M``: ``grade.M``, ``lo.M``, ``hi.M`` (None where no interval applies).
+``M``: ``grade.M``, ``lo.M``, ``hi.M`` (the last two only where an interval applies).
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def trust_fields(summary: Mapping, step: Evidence, frontend_s: float, table: Res
         letters.append(g.letter)
         bounds = metric_interval(table, m, value, g.letter, level)
         out[f"grade.{m}"] = g.letter
-        out[f"lo.{m}"], out[f"hi.{m}"] = bounds if bounds else (None, None)
+        if bounds:  # absent, not None, where no interval applies: all-None columns have no stable dtype
+            out[f"lo.{m}"], out[f"hi.{m}"] = bounds
     out["grade"] = worst(letters)
     return out
 

@@ -7,7 +7,8 @@ made). For a new prediction ``y`` of grade ``g`` the interval at level ``1 - a``
 residuals of that family and grade (split conformal prediction, Vovk et al. 2005; Lei et al. 2018, JASA
 113:1094): if the new run is exchangeable with the calibration runs, the measured value falls inside with
 probability at least ``1 - a``, whatever the residuals' distribution. With fewer than
-``ceil(1 / a) - 1`` residuals no finite ``q`` exists.
+``ceil(1 / a) - 1`` residuals no finite ``q`` exists; since the stages of one run share its errors, the
+residuals must also come from at least that many distinct runs (the exchangeable units).
 
 Worse grades are never narrower: a grade with too few residuals of its own pools them with every worse
 grade's, and ``q`` of a grade is at least ``q`` of each better grade (near-capacity runs are graded one
@@ -105,16 +106,21 @@ class ResidualTable:
         """Residuals of ``grade``, pooled with worse grades until there are enough."""
         need = min_residuals(level)
         values: list[float] = []
+        runs: set[str] = set()
         used = []
         for g in GRADES[GRADES.index(grade):-1]:
-            got = [r.log_ratio for r in self.rows if r.family == family and r.grade == g]
+            got = [r for r in self.rows if r.family == family and r.grade == g]
             if got:
-                values += got
+                values += [r.log_ratio for r in got]
+                runs |= {r.run for r in got}
                 used.append(g)
-            if len(values) >= need:
+            if len(runs) >= need:
                 break
-        return Quantile(conformal_quantile(values, level), len(values), "+".join(used)) if values else \
-            Quantile(math.inf, 0, "")
+        if not values:
+            return Quantile(math.inf, 0, "")
+        # the stages of one run are not independent: the guarantee needs `need` exchangeable runs
+        q = conformal_quantile(values, level) if len(runs) >= need else math.inf
+        return Quantile(q, len(values), "+".join(used))
 
 
 def load_residuals(path: str | Path | None = None) -> ResidualTable:

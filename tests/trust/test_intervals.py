@@ -107,3 +107,11 @@ def test_shipped_residuals_have_provenance():
         pytest.skip("no residuals shipped")
     for prov in table.provenance.values():
         assert "command" in prov and "data_sha256" in prov
+
+
+def test_residuals_must_come_from_enough_runs():
+    """Stages of one run share its errors: nine residuals of three runs are not nine exchangeable ones."""
+    rows = tuple(Residual(f"run{i % 3}", "m", "itl", "A", 0.1 * (i + 1)) for i in range(12))
+    assert ResidualTable(rows).quantile("itl", "A").q == math.inf
+    rows += tuple(Residual(f"other{i}", "m", "itl", "A", 0.05) for i in range(6))  # 9 runs now
+    assert math.isfinite(ResidualTable(rows).quantile("itl", "A").q)
