@@ -87,7 +87,7 @@ def simulate_run(run, engine, suffix: str, time_scale: float) -> dict:
     grades = {fam: row.get(f"grade.{col}") for fam, col in GRADE_OF.items()}
     return {"run": run, "stages": stages, "overloaded": bool(row.get("overloaded", False)),
             "whole": stage_metrics(reqs, 0.0, t0, run.output_len), "grades": grades,
-            "pressure": float(row.get("limit_pressure") or 0.0)}
+            "pressure": float(row.get("capacity_use") or 0.0)}
 
 
 def err(pred: float, real: float) -> float:

@@ -3,11 +3,11 @@
 From the run's step records it measures where step time came from: kernel evidence on a sample of steps
 (``CostModel.operator_costs`` of each sampled step's batch, weighted by the step time its sample stands
 for), the engine profile's CPU share of step time and its front-end share of TTFT/E2E, whether that
-profile was fitted, and how close the engine ran to its binding limit. ``llmsim.trust.grades`` turns
+profile was fitted, and how much of its capacity the engine used (``capacity_use``). ``llmsim.trust.grades`` turns
 that into a grade per metric, ``llmsim.trust.intervals`` into an interval.
 
 Fields added to a summary: ``grade`` (the worst of the graded metrics), ``evidence_measured_share``,
-``evidence_extrapolated_share`` (of step time), ``limit_pressure``, ``interval_level``, and per metric
+``evidence_extrapolated_share`` (of step time), ``capacity_use``, ``interval_level``, and per metric
 ``M``: ``grade.M``, ``lo.M``, ``hi.M`` (the last two only where an interval applies).
 """
 
@@ -70,20 +70,52 @@ def engine_step_share(runtime, steps: pd.DataFrame) -> float:
     return float(shown.sum() / max(dur.sum(), 1e-300))
 
 
-def limit_pressure(scheduler_block: Mapping, steps: pd.DataFrame) -> float:
-    """Time-averaged use of the engine's binding limit: per step the highest of batch / max_num_seqs,
-    tokens / max_num_batched_tokens and KV blocks used / total."""
+WINDOWS = 4  # capacity use is judged per quarter of the run and the highest kept (a staged load peaks late)
+
+
+def peak_capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
+    """The highest ``capacity_use`` over ``WINDOWS`` equal stretches of simulated time."""
     if not len(steps):
         return 0.0
-    dur = steps["duration_s"].to_numpy(np.float64)
-    use = [steps["kv_blocks_used"].to_numpy(np.float64) / np.maximum(steps["kv_blocks_total"].to_numpy(np.float64), 1)]
-    seqs = scheduler_block.get("max_num_seqs") or scheduler_block.get("max_batch_size")
+    start = steps["start_s"].to_numpy(np.float64)
+    edges = np.linspace(start.min(), start.max(), WINDOWS + 1)
+    which = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, WINDOWS - 1)
+    return max(capacity_use(dep, steps[which == k], context) for k in range(WINDOWS))
+
+
+def capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
+    """Share of the throughput the replica could reach with the same request mix: the time-averaged step
+    (its prefill tokens, decode rows and KV use) grown until the first engine limit binds (max_num_seqs,
+    max_num_batched_tokens, KV blocks) by a factor ``f``; the share is ``s(full) / (f s(mean))`` with ``s``
+    the step period (GPU time from the cost model, the engine's CPU time as ``EngineRuntime.period_s``
+    combines them). 1 means the engine runs at its limit; a queue then grows with any extra load."""
+    if not len(steps):
+        return 0.0
+    w = steps["duration_s"].to_numpy(np.float64)
+    w = w / max(w.sum(), 1e-300)
+    mean = {c: float((steps[c].to_numpy(np.float64) * w).sum()) for c in
+            ("batch_size", "prefill_tokens", "decode_tokens", "kv_blocks_used", "kv_blocks_total")}
+    block = dep.scheduler_block
+    limits = [mean["kv_blocks_total"] / max(mean["kv_blocks_used"], 1e-9)]
+    seqs = block.get("max_num_seqs") or block.get("max_batch_size")
     if seqs:
-        use.append(steps["batch_size"].to_numpy(np.float64) / float(seqs))
-    budget = scheduler_block.get("max_num_batched_tokens")
+        limits.append(float(seqs) / max(mean["batch_size"], 1e-9))
+    budget = block.get("max_num_batched_tokens")
     if budget:
-        use.append((steps["prefill_tokens"] + steps["decode_tokens"]).to_numpy(np.float64) / float(budget))
-    return float((np.max(np.vstack(use), axis=0) * dur).sum() / max(dur.sum(), 1e-300))
+        limits.append(float(budget) / max(mean["prefill_tokens"] + mean["decode_tokens"], 1e-9))
+    f = max(1.0, min(limits))
+    return min(1.0, _period(dep, mean, f, context) / (f * _period(dep, mean, 1.0, context)))
+
+
+def _period(dep, mean: Mapping[str, float], f: float, context: float) -> float:
+    """Step period of the mean step scaled by ``f`` (whole sequences, at least one)."""
+    row = pd.Series({"batch_size": max(1, round(mean["batch_size"] * f)),
+                     "prefill_tokens": round(mean["prefill_tokens"] * f),
+                     "decode_tokens": round(mean["decode_tokens"] * f)})
+    new, ctx = _batch(row, context)
+    gpu = sum(dep.cost_model.step_time(new, ctx).stage_s)
+    cpu = dep.runtime.cpu.seconds(len(new), sum(new))
+    return dep.runtime.period_s(gpu, cpu)
 
 
 def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.DataFrame,
@@ -100,7 +132,7 @@ def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.Data
         w = float(st["duration_s"].sum()) if len(st) else 0.0
         parts.append((kernel_evidence(dep.cost_model, st, context), w))
         eng.append(engine_step_share(dep.runtime, st))
-        press.append(limit_pressure(dep.scheduler_block, st))
+        press.append(peak_capacity_use(dep, st, context))
         weights.append(w)
     frac = weighted_fractions(parts)
     total = sum(weights) or 1.0
@@ -124,7 +156,7 @@ def trust_fields(summary: Mapping, step: Evidence, frontend_s: float, table: Res
     table = table if table is not None else load_residuals()
     measured, extrapolated, _ = step.shares()
     out: dict = {"evidence_measured_share": measured, "evidence_extrapolated_share": extrapolated,
-                 "limit_pressure": step.pressure, "interval_level": level}
+                 "capacity_use": step.pressure, "interval_level": level}
     letters = []
     for m in GRADED:
         value = summary.get(m)

@@ -15,9 +15,9 @@ Grades (letters, best first):
 - ``C``: less (mostly roofline or an unfitted engine);
 - ``D``: the run is overloaded: the latencies are a transient of a growing queue, no interval applies.
 
-A run near capacity (``pressure`` >= ``NEAR_CAPACITY``: the engine's binding limit, batch slots, token budget
-or KV blocks, nearly full on time average) drops one letter (A -> B, B -> C): there a small error in step
-time moves the queueing delay a lot. Pure: no I/O, no simulation.
+A run near capacity (``pressure`` >= ``NEAR_CAPACITY``: the share of its throughput capacity the engine uses at
+its busiest, ``llmsim.trust.annotate.capacity_use``) drops one letter (A -> B, B -> C): there a small error in
+step time moves the queueing delay a lot. Pure: no I/O, no simulation.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ NEAR_CAPACITY = 0.85
 class Evidence:
     """Where a metric's time came from. ``interpolated``/``extrapolated``/``roofline``: fractions of its
     kernel time (summing to 1, or all 0); ``engine_share``: share of the metric's time that is the engine
-    profile's (CPU per step, front end); ``pressure``: time-averaged use of the binding engine limit (0-1);
+    profile's (CPU per step, front end); ``pressure``: share of the throughput capacity used (0-1);
     ``verdict``: the load verdict (``llmsim.metrics.overload``)."""
 
     interpolated: float = 0.0
@@ -90,7 +90,7 @@ def grade(ev: Evidence) -> Grade:
         idx, why = 2, f"{unsupported:.0%} roofline or unfitted engine"
     if near and idx < 2:
         idx += 1
-        why += f"; near capacity (limit use {ev.pressure:.0%})"
+        why += f"; near capacity ({ev.pressure:.0%} of its throughput)"
     return Grade(GRADES[idx], measured, extrapolated, near, why)
 
 
