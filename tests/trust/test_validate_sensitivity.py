@@ -145,3 +145,27 @@ def test_interval_band_drawn_only_where_there_is_an_interval():
     interval_band(ax, g.drop(columns=["lo.ttft_p99_s"]), "x", "ttft_p99_s", "C0")
     assert len(ax.collections) == 1
     plt.close(fig)
+
+
+def _steps(batch, decode, prefill=0, kv_used=100, kv_total=10_000):
+    import pandas as pd
+
+    return pd.DataFrame({"start_s": [0.0, 1.0], "duration_s": [0.01, 0.01], "batch_size": [batch] * 2,
+                         "prefill_tokens": [prefill] * 2, "decode_tokens": [decode] * 2,
+                         "kv_blocks_used": [kv_used] * 2, "kv_blocks_total": [kv_total] * 2})
+
+
+def test_capacity_use_is_one_at_the_limit_and_small_far_from_it():
+    from llmsim.sim.setup import deployment
+    from llmsim.trust.annotate import capacity_use
+
+    dep = deployment("llama-3.1-8b", "h100-sxm", None, "bf16", {"kind": "vllm", "max_num_seqs": 8,
+                                                               "max_num_batched_tokens": 2048}, None, None, None,
+                     "vllm-0.15")
+    assert capacity_use(dep, _steps(8, 8), 1000) == pytest.approx(1.0)  # batch slots full
+    # KV half used binds first: f = min(10000 / 5000, 8 / 2) = 2, use = s(4) / (2 s(2)), in [0.5, 1) since a
+    # step of four rows takes at least as long as one of two and less than twice as long
+    kv_bound = capacity_use(dep, _steps(2, 2, kv_used=5000), 1000)
+    assert 0.5 <= kv_bound < 1.0
+    light = capacity_use(dep, _steps(1, 1), 1000)
+    assert 0 < light < 0.5  # one decode row of eight: memory-bound steps barely slow down with more rows
