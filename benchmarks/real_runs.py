@@ -170,8 +170,8 @@ def write_residuals(path: str, name: str, rows: list, args) -> None:
         except OSError:
             return ""
 
-    commit = git("rev-parse", "HEAD") + (" (with uncommitted changes)" if git("status", "--porcelain", "--",
-                                                                              "llmsim", "benchmarks") else "")
+    dirty = git("status", "--porcelain", "--", "llmsim", "benchmarks", f":!{Path(path).name}", ":!*/residuals.json")
+    commit = git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty else "")
     prov = {"command": "python benchmarks/real_runs.py " + " ".join(sys.argv[1:]), "engine": args.engine,
             "hardware_suffix": args.hardware_suffix, "time_scale": args.time_scale, "git_commit": commit,
             "data": "../shared/data/real_runs/vllm_0.15.1_runs.csv (healthy runs only)",
