@@ -25,7 +25,7 @@ from llmsim.trust.grades import Evidence, grade, worst
 from llmsim.trust.intervals import FAMILIES, LEVEL, ResidualTable, load_residuals, metric_interval
 
 SAMPLES = 8  # steps costed per pool for the kernel evidence (one per duration octile)
-GRADED = (*FAMILIES, "itl_p99_s")
+GRADED = (*FAMILIES, "itl_p50_s", "itl_p90_s", "itl_p99_s")
 FRONTEND_METRICS = ("ttft_", "e2e_")
 
 
