@@ -18,6 +18,7 @@ without residuals of their own use the nearest measured family (``FAMILIES``); `
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -124,10 +125,18 @@ class ResidualTable:
 
 
 def load_residuals(path: str | Path | None = None) -> ResidualTable:
-    """The residual table (every set in the file); empty when the file is absent."""
+    """The residual table (every set in the file); empty when the file is absent. Parsed once per file
+    version (every simulated point asks for it)."""
     p = Path(path) if path is not None else DEFAULT_PATH
     if not p.is_file():
         return ResidualTable()
+    st = p.stat()
+    return _load(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, _mtime_ns: int, _size: int) -> ResidualTable:
+    p = Path(path)
     data = json.loads(p.read_text(encoding="utf-8"))
     rows = []
     for _name, block in sorted(data.get("sets", {}).items()):
