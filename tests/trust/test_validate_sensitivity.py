@@ -169,3 +169,19 @@ def test_capacity_use_is_one_at_the_limit_and_small_far_from_it():
     assert 0.5 <= kv_bound < 1.0
     light = capacity_use(dep, _steps(1, 1), 1000)
     assert 0 < light < 0.5  # one decode row of eight: memory-bound steps barely slow down with more rows
+
+
+def test_trust_table_cells():
+    import pandas as pd
+
+    from llmsim.trust.display import trust_table
+
+    summary = pd.DataFrame([{"seed": 0, "grade": "B", "interval_level": 0.9, "ttft_p99_s": 0.412,
+                             "lo.ttft_p99_s": 0.21, "hi.ttft_p99_s": 0.83, "grade.ttft_p99_s": "A",
+                             "tpot_p50_s": 0.0125, "grade.tpot_p50_s": "B", "e2e_p50_s": 2.5}])
+    text = trust_table(summary)
+    assert "412 [210-830] A" in text
+    assert "12.5 [-] B" in text  # no interval for that grade
+    assert "2.50 [-] -" in text  # no grade either
+    assert "90% interval" in text
+    assert trust_table(summary.drop(columns=["grade"])) == ""
