@@ -9,9 +9,18 @@ whether llmsim reports the run overloaded. Medians of the absolute errors are ov
 every saturated run should be reported overloaded and no healthy one. Then the per-request vLLM 0.11.0
 records are replayed request by request (exact arrivals and lengths, server-side times).
 
-    python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix=auto|''|-calibrated] [--jobs 2]
+Prediction intervals (``llmsim.trust.intervals``): every healthy stage's residual ln(predicted / measured)
+per metric family, with the grade llmsim gave the run's metric, is judged against the interval built from
+the residuals of the *other* runs only (leave-one-run-out; ``--holdout model`` leaves out every run of the
+same model): the printed coverage is on held-out runs. ``--write-residuals FILE`` stores this run's
+residuals as one named set (``--set-name``, default from the hardware suffix) with their provenance;
+``llmsim/trust/residuals.json`` is the file llmsim reads.
 
-Last line: ``real_runs: e2e_mean=X% e2e_p99=X% ttft_mean=X% itl=X% overload_flagged=K/N n=N``.
+    python benchmarks/real_runs.py [--engine vllm-0.15] [--hardware-suffix=auto|''|-calibrated] [--jobs 2]
+        [--time-scale 0.25] [--level 0.9] [--holdout run|model] [--write-residuals llmsim/trust/residuals.json]
+    python benchmarks/real_runs.py --coverage-from llmsim/trust/residuals.json   # no simulation
+
+Last line: ``real_runs: e2e_mean=X% e2e_p99=X% ttft_mean=X% itl=X% overload_flagged=K/N n=N coverage90=X%``.
 """
 
 from __future__ import annotations
@@ -27,13 +36,16 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real_runs"
 METRICS = ("ttft_mean", "ttft_p90", "ttft_p99", "e2e_mean", "e2e_p90", "e2e_p99", "itl")
 SUMMARY = ("e2e_mean", "e2e_p99", "ttft_mean", "itl")
+# residual family -> the summary column whose grade it carries
+GRADE_OF = {"ttft_mean": "ttft_mean_s", "ttft_p90": "ttft_p90_s", "ttft_p99": "ttft_p99_s", "e2e_mean": "e2e_mean_s",
+            "e2e_p90": "e2e_p90_s", "e2e_p99": "e2e_p99_s", "itl": "tpot_mean_s", "throughput": "throughput_rps"}
 
 
 def stage_metrics(requests, t0: float, t1: float, output_len: int) -> dict[str, float]:
     """Predicted metrics of the requests sent in [t0, t1), as the load generator reports them."""
     sel = requests[(requests["arrival_s"] >= t0) & (requests["arrival_s"] < t1)]
     done = sel[sel["status"] == "finished"]
-    out = {m: math.nan for m in METRICS}
+    out = {m: math.nan for m in (*METRICS, "throughput")}
     out["n"], out["finished"] = len(sel), len(done)
     if len(done):
         ttft, e2e = done["ttft_s"].to_numpy(float), done["e2e_s"].to_numpy(float)
@@ -41,6 +53,7 @@ def stage_metrics(requests, t0: float, t1: float, output_len: int) -> dict[str, 
                    ttft_p99=float(np.percentile(ttft, 99)), e2e_mean=float(e2e.mean()),
                    e2e_p90=float(np.percentile(e2e, 90)), e2e_p99=float(np.percentile(e2e, 99)))
         out["itl"] = (out["e2e_mean"] - out["ttft_mean"]) / max(1, output_len - 1)
+        out["throughput"] = len(done) / (t1 - t0) if t1 > t0 else math.nan
     return out
 
 
@@ -71,8 +84,10 @@ def simulate_run(run, engine, suffix: str, time_scale: float) -> dict:
         t1 = t0 + st.duration_s * time_scale
         stages.append(stage_metrics(reqs, t0, t1, run.output_len))
         t0 = t1
+    grades = {fam: row.get(f"grade.{col}") for fam, col in GRADE_OF.items()}
     return {"run": run, "stages": stages, "overloaded": bool(row.get("overloaded", False)),
-            "whole": stage_metrics(reqs, 0.0, t0, run.output_len)}
+            "whole": stage_metrics(reqs, 0.0, t0, run.output_len), "grades": grades,
+            "pressure": float(row.get("capacity_use") or 0.0)}
 
 
 def err(pred: float, real: float) -> float:
@@ -98,6 +113,73 @@ def report(results: list[dict]) -> dict[str, list[float]]:
                 print(f"{'':<44}{i:>3}{st.rate_per_s:>6.1f}  {m:<10}{pred[m] * 1e3:>10.1f}"
                       f"{st.measured[m] * 1e3:>10.1f}{e:>+8.1f}")
     return abs_errs
+
+
+FAMILIES = (*METRICS, "throughput")
+
+
+def residuals(results: list[dict]) -> list:
+    """ln(predicted / measured) of every healthy stage and family, with the run's grade of that metric."""
+    from llmsim.trust.intervals import Residual
+
+    rows = []
+    for r in results:
+        run = r["run"]
+        if "skipped" in r or run.saturated:
+            continue
+        for i, (st, pred) in enumerate(zip(run.stages, r["stages"], strict=True)):
+            for fam in FAMILIES:
+                p, m = pred.get(fam, math.nan), st.measured.get(fam, math.nan)
+                g = r["grades"].get(fam)
+                if g and p > 0 and m > 0 and math.isfinite(p) and math.isfinite(m):
+                    rows.append(Residual(run.experiment, run.model_id, fam, g, math.log(p / m), i, r["pressure"]))
+    return rows
+
+
+def coverage_report(rows: list, level: float, by: str) -> float:
+    """Print held-out coverage per family; returns the coverage over all families."""
+    from llmsim.trust.intervals import ResidualTable, held_out_coverage, missing_intervals
+
+    table = ResidualTable(tuple(rows))
+    cov = held_out_coverage(table, level, by)
+    grades = sorted({r.grade for r in rows})
+    print(f"\nheld-out coverage of the {level:.0%} intervals (leave one {by} out; grades {', '.join(grades)}):")
+    for fam in FAMILIES:
+        hit, n = cov.get(fam, (0, 0))
+        q = table.quantile(fam, grades[0], level).q if grades else math.nan
+        print(f"  {fam:<11} {hit:>3}/{n:<3} = {hit / n if n else math.nan:6.1%}   full-table half-width at grade "
+              f"{grades[0] if grades else '-'}: x/÷ {math.exp(q) if math.isfinite(q) else math.inf:.3f}")
+    hit, n = sum(c[0] for c in cov.values()), sum(c[1] for c in cov.values())
+    miss = missing_intervals(table, level, by)
+    print(f"  all         {hit:>3}/{n:<3} = {hit / n if n else math.nan:6.1%}   ({miss} residuals had no held-out interval)")
+    return hit / n if n else math.nan
+
+
+def write_residuals(path: str, name: str, rows: list, args) -> None:
+    import datetime
+    import hashlib
+    import subprocess
+
+    from llmsim.trust.intervals import write_residual_set
+
+    csv_path = DATA / "vllm_0.15.1_runs.csv"
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], capture_output=True, text=True, check=False,
+                                  cwd=Path(__file__).parent).stdout.strip()
+        except OSError:
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "llmsim", "benchmarks", f":!{Path(path).name}", ":!*/residuals.json")
+    commit = git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty else "")
+    prov = {"command": "python benchmarks/real_runs.py " + " ".join(sys.argv[1:]), "engine": args.engine,
+            "hardware_suffix": args.hardware_suffix, "time_scale": args.time_scale, "git_commit": commit,
+            "data": "../shared/data/real_runs/vllm_0.15.1_runs.csv (healthy runs only)",
+            "data_sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "runs": len({r.run for r in rows}), "residuals": len(rows)}
+    write_residual_set(path, name, prov, rows)
+    print(f"wrote {len(rows)} residuals as set {name!r} to {path}")
 
 
 def replay_requests(engine, suffix: str = "") -> list[str]:
@@ -140,7 +222,22 @@ def main(argv=None) -> int:
     ap.add_argument("--time-scale", type=float, default=1.0, help="shorten every stage by this factor")
     ap.add_argument("--runs", default="", help="only runs whose name contains this string")
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--level", type=float, default=0.9, help="interval level for the coverage report")
+    ap.add_argument("--holdout", choices=("run", "model"), default="run", help="what each coverage check leaves out")
+    ap.add_argument("--write-residuals", metavar="FILE", help="store the residuals as one set in FILE")
+    ap.add_argument("--set-name", help="name of the residual set (default: calibrated / datasheet / the suffix)")
+    ap.add_argument("--coverage-from", metavar="FILE",
+                    help="simulate nothing: report the held-out coverage of a stored residual file (all its sets "
+                         "together, as llmsim reads it), leaving out each run and then each model")
     args = ap.parse_args(argv)
+    if args.coverage_from:
+        from llmsim.trust.intervals import load_residuals
+
+        rows = list(load_residuals(args.coverage_from).rows)
+        cover = {by: coverage_report(rows, args.level, by) for by in ("run", "model")}
+        print(f"real_runs coverage: residuals={len(rows)} coverage{args.level * 100:g}_run={cover['run']:.1%} "
+              f"coverage{args.level * 100:g}_model={cover['model']:.1%}")
+        return 0
     from llmsim.trust.realruns import load_stage_runs
 
     csv_path = DATA / "vllm_0.15.1_runs.csv"
@@ -170,10 +267,16 @@ def main(argv=None) -> int:
         print(f"\nper-request replay (vLLM 0.11.0 records, engine {args.request_engine}):")
         for line in replay_requests(args.request_engine, args.hardware_suffix):
             print("  " + line)
+    rows = residuals(results)
+    cover = coverage_report(rows, args.level, args.holdout)
+    if args.write_residuals:
+        name = args.set_name or {"auto": "calibrated", "": "datasheet"}.get(args.hardware_suffix,
+                                                                              args.hardware_suffix.strip("-"))
+        write_residuals(args.write_residuals, name, rows, args)
     med = {m: (np.median(abs_errs[m]) if abs_errs[m] else math.nan) for m in SUMMARY}
     print(f"real_runs: e2e_mean={med['e2e_mean']:.1f}% e2e_p99={med['e2e_p99']:.1f}% "
           f"ttft_mean={med['ttft_mean']:.1f}% itl={med['itl']:.1f}% overload_flagged={flagged}/{len(sat)} "
-          f"n={len(abs_errs['e2e_mean'])}")
+          f"n={len(abs_errs['e2e_mean'])} coverage{args.level * 100:g}={cover:.1%}")
     return 0
 
 

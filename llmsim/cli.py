@@ -94,6 +94,7 @@ def _estimate(args: argparse.Namespace) -> int:
                            input_len=args.input_len, output_len=args.output_len)
     if args.json:
         out = est.to_dict()
+        out["grade"] = _estimate_grade(est)
         if tables:
             out["breakdown"] = {k: [_row(r) for r in v] for k, v in tables.items()}
         print(json.dumps(out, indent=2))
@@ -136,7 +137,19 @@ def _print_estimate(e) -> None:
         ev = e.evidence
         lines.append(f"  evidence           {ev['interpolated']:.0%} of kernel time interpolated between measured "
                      f"kernels, {ev['extrapolated']:.0%} extrapolated, {ev['roofline']:.0%} roofline only")
+        lines.append(f"  grade              {_estimate_grade(e)} (llmsim.trust.grades; no interval: intervals come from "
+                     "simulated serving runs, `llmsim run`)")
     print("\n".join(lines))
+
+
+def _estimate_grade(e) -> str | None:
+    """Evidence grade of a static-batch estimate: its kernels' evidence alone (no engine profile is timed)."""
+    if not e.evidence:
+        return None
+    from llmsim.trust.grades import Evidence, grade
+
+    ev = e.evidence
+    return grade(Evidence(ev["interpolated"], ev["extrapolated"], ev["roofline"])).letter
 
 
 def _print_breakdown(phase: str, rows) -> None:
@@ -236,6 +249,10 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+# validate-run and sensitivity (llmsim.trust): kept apart so other branches' command lists merge cleanly
+TRUST_COMMANDS = ("llmsim.trust.commands",)
+
+
 def _plugin_commands():
     """Subcommands owned by other packages (each module exposes ``register(subparsers)``)."""
     import importlib
@@ -243,7 +260,8 @@ def _plugin_commands():
     found = []
     for module in ("llmsim.experiment.commands", "llmsim.workload.commands", "llmsim.sim.commands",
                    "llmsim.calibration.commands", "llmsim.engines.commands",
-                   "llmsim.search.commands"):  # llmsim search (configuration search)
+                   "llmsim.search.commands",  # llmsim search (configuration search)
+                   *TRUST_COMMANDS):
         try:
             found.append(importlib.import_module(module).register)
         except ModuleNotFoundError as exc:

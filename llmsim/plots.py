@@ -183,22 +183,35 @@ def plot_throughput_latency(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     if not panels or tput not in summary:
         return []
     rate_col = rate_column(summary)
-    pts = per_point(summary, rate_col, [tput, *(p[0] for p in panels)])
+    bands = [f"{b}.{p[0]}" for p in panels for b in ("lo", "hi") if f"{b}.{p[0]}" in summary]
+    summary = summary.assign(**{b: pd.to_numeric(summary[b], errors="coerce") for b in bands})
+    pts = per_point(summary, rate_col, [tput, *(p[0] for p in panels), *bands])
     colors = _colors(pts["label"].cat.categories)
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), squeeze=False)
     for ax, (col, title) in zip(axes.flat, panels, strict=False):
         for label, g in pts.groupby("label", observed=True):
             draw_series(ax, g[tput], g[col] * 1e3, g["verdict"], colors[label], label)
+            interval_band(ax, g, tput, col, colors[label])
         latency_axis(ax, pts[col] * 1e3)
         ax.set_xlabel("output throughput (tokens/s per GPU)")
         ax.set_ylabel(f"{title} (ms)")
         ax.set_title(f"{title} vs throughput per GPU", fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle("Latency vs throughput: one point per request rate (seed means)", fontsize=11)
+    fig.suptitle("Latency vs throughput: one point per request rate (seed means); bands: prediction intervals",
+                 fontsize=11)
     fig.tight_layout()
     handles, labels = _handles(axes.flat[0], pts)
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 5), fontsize=8)
     return _save(fig, out_dir, "throughput_latency")
+
+
+def interval_band(ax, g: pd.DataFrame, x: str, col: str, color) -> None:
+    """The prediction interval of ``col`` (``lo.``/``hi.`` columns, llmsim.trust.intervals) as a band."""
+    lo, hi = f"lo.{col}", f"hi.{col}"
+    if lo not in g or hi not in g or g[[lo, hi]].isna().all().all():
+        return
+    ax.fill_between(g[x].to_numpy(float), g[lo].to_numpy(float) * 1e3, g[hi].to_numpy(float) * 1e3, color=color,
+                    alpha=0.12, linewidth=0)
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:

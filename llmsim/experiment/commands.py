@@ -52,7 +52,7 @@ def _register_results(subparsers) -> None:
                               description="Print the runs side by side: one row per sweep point (seeds averaged), "
                                           "one column per run under each metric. Latencies in ms, E2E in s.")
     p.add_argument("directories", nargs="+", metavar="DIR", help="results directories written by `llmsim run`")
-    p.add_argument("--metrics", help="comma-separated metrics to show, from: status, served, tokens, ttft_p50, "
+    p.add_argument("--metrics", help="comma-separated metrics to show, from: status, grade, served, tokens, ttft_p50, "
                                      "ttft_p99, tpot_p50, tpot_p99, itl_p99, e2e_p50, attainment, goodput, rejected, "
                                      "preemptions (default: as many of the first ten as fit 120 columns)")
     p.set_defaults(func=cmd_compare)
@@ -98,6 +98,11 @@ def _print_summary(summary: pd.DataFrame, exp: dict) -> None:
     from llmsim.experiment.report import headline, run_table
 
     print(run_table(summary))
+    from llmsim.trust.display import trust_table  # grade and interval of the headline metrics
+
+    trust = trust_table(summary)
+    if trust:
+        print("\n" + trust)
     text = headline(exp)
     if text:
         print("\n" + text)

@@ -122,8 +122,9 @@ def _per_resource(summary: dict, cluster) -> dict:
     return out
 
 
-def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Simulate one point; returns (summary dict, requests table, steps table)."""
+def run_point(point: Point, transform=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Simulate one point; returns (summary dict, requests table, steps table). ``transform(cluster)``, if
+    given, returns the cluster to simulate instead (``llmsim.trust.sensitivity`` perturbs cost models)."""
     from llmsim.experiment.cluster_build import build_cluster
     from llmsim.experiment.progress import track
     from llmsim.sim.cluster import simulate_cluster
@@ -131,6 +132,8 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     cfg = point.config
     model = load_model(cfg.model)
     cluster, _ = build_cluster(cfg, model, point.where)
+    if transform is not None:
+        cluster = transform(cluster)
     spec, stream = point_requests(point, model)
     stream = track(stream, point.id, cfg.stop.num_requests)  # progress on stderr; results unaffected
     callback, max_time = None, None
@@ -163,5 +166,8 @@ def run_point(point: Point) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
 
         summary.update(beam_summary(result.requests, sampling.beam_width))
     summary.update(_per_resource(summary, cluster))
+    from llmsim.trust.annotate import annotate  # evidence grade and interval of each metric
+
+    summary.update(annotate(summary, result, cluster))
     summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
     return summary, result.requests, result.steps

@@ -127,6 +127,8 @@ def run_columns(summary: pd.DataFrame, config_names: list[str] | None = None) ->
     if summary["seed"].nunique() > 1:
         cols.append(Column("", "seed", [str(s) for s in summary["seed"]]))
     cols.append(Column("", "status", [STATUS.get(v, str(v)) for v in _col(summary, "load_verdict")], left=True))
+    if "grade" in summary:  # evidence grade of the row's metrics (llmsim.trust.grades)
+        cols.append(Column("", "grade", [g if isinstance(g, str) else "-" for g in summary["grade"]]))
     per_gpu = "num_gpus" in summary and summary["num_gpus"].fillna(1).max() > 1
     tok = "output_tokens_per_s_per_gpu" if per_gpu else "output_tokens_per_s"
     cols += [Column("served", "req/s", [fmt_num(v) for v in _col(summary, "throughput_rps")]),
@@ -235,6 +237,7 @@ def headline(exp: dict) -> str:
 # --- compare: runs side by side -----------------------------------------------------------------------------
 METRICS: dict[str, tuple[str, str, Callable]] = {  # name -> (group, summary column, formatter)
     "status": ("status", "load_verdict", None),
+    "grade": ("grade", "grade", None),  # evidence grade (llmsim.trust.grades), the worst over seeds
     "served": ("served req/s", "throughput_rps", fmt_num),
     "tokens": ("out tok/s/GPU", "output_tokens_per_s_per_gpu", fmt_num),
     "ttft_p50": ("TTFT p50 ms", "ttft_p50_s", fmt_ms),
@@ -248,7 +251,7 @@ METRICS: dict[str, tuple[str, str, Callable]] = {  # name -> (group, summary col
     "rejected": ("rejected", "num_rejected", fmt_num),
     "preemptions": ("preempt", "preemptions", fmt_num),
 }
-DEFAULT_METRICS = ("status", "served", "ttft_p50", "ttft_p99", "tpot_p50", "itl_p99", "e2e_p50", "attainment",
+DEFAULT_METRICS = ("status", "grade", "served", "ttft_p50", "ttft_p99", "tpot_p50", "itl_p99", "e2e_p50", "attainment",
                    "tokens", "preemptions")
 
 
@@ -283,6 +286,10 @@ def _per_point(summary: pd.DataFrame, keep: list[str]) -> pd.DataFrame:
         row = {c: g[c].mean() for c in keep if c in g and c != "load_verdict" and pd.api.types.is_numeric_dtype(g[c])}
         if "load_verdict" in g:
             row["load_verdict"] = status_over_seeds(g["load_verdict"])
+        if "grade" in g:
+            from llmsim.trust.grades import worst
+
+            row["grade"] = worst(g["grade"]) or "-"
         rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -93,6 +93,7 @@ def _f(row: dict, key: str) -> float:
 def _measured(row: dict) -> dict[str, float]:
     out = {m: _f(row, f"{m}_ms") / 1e3 for m in METRICS if m != "itl"}
     out["itl"] = _f(row, "itl_derived_mean_ms") / 1e3
+    out["throughput"] = _f(row, "req_per_s")  # completions per second, as the client counted them
     return out
 
 
