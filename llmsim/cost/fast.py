@@ -84,6 +84,18 @@ def aggregate_features(prefill, num_decode: int, decode_ctx_sum: int, num_emit: 
                          pairs, float(p_kv), num_decode, float(dec))
 
 
+def _uniform_layers(cm: CostModel) -> bool:
+    """Whether every decoder layer runs the same operators on the same attention features, as the tables
+    here assume: not for layers mixed by kind (dense and MoE layers, ``Operator.layer_share`` < 1), global
+    layers among windowed ones (gpt-oss), chunked local attention (Llama 4) or latent attention (DeepSeek's
+    MLA). Those models take the exact path."""
+    m = cm.model
+    if m.first_dense_layers or m.moe_layer_step > 1 or m.global_attention_every or m.attention_chunk or m.kv_lora_rank:
+        return False
+    ops = layer_operators(m, cm.layout, cm.precision, _probe(1, True))
+    return all(op.layer_share == 1.0 for op in ops)
+
+
 class FastStepCost:
     """``step_time(features, launch)`` equal to ``CostModel.step_time`` of a batch with those features.
     ``exact`` is False when the operator structure is not the one tabulated here (then every call goes to
@@ -95,7 +107,7 @@ class FastStepCost:
         self._sh = ShardedShapes.of(cm.model, cm.layout)
         self._tokens: dict[int, tuple] = {}
         self._emits: dict[int, tuple] = {}
-        self._split = self._attention_slot()
+        self._split = self._attention_slot() if _uniform_layers(cm) else None
         self.exact = self._split is not None
 
     def _attention_slot(self) -> int | None:

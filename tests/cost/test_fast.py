@@ -24,6 +24,7 @@ CONFIGS = [  # (model, hardware, tp, pp, ep, precision)
     ("mixtral-8x7b", "h100-sxm-calibrated", 2, 1, 2, "bf16"),  # MoE, expert parallel
     ("qwen3-14b", "h200-calibrated", 1, 3, 1, "bf16"),  # qk-norm; uneven pipeline stages
     ("opt-13b", "l40s-calibrated", 1, 1, 1, "fp16"),  # learned positions
+    ("qwen3-30b-a3b", "h100-sxm-calibrated", 1, 1, 1, "bf16"),  # MoE in every layer: still tabulated
     ("tiny", "h100-sxm", 1, 1, 1, "bf16"),  # microsecond kernels: the launch side of max(GPU, launches) shows
     ("tiny", "h100-sxm-calibrated", 1, 2, 1, "bf16"),
 ]
@@ -112,4 +113,14 @@ def test_an_unknown_operator_structure_falls_back_to_the_exact_path(monkeypatch)
 
     monkeypatch.setattr(fast_mod, "layer_operators", with_extra)
     cm = CostModel(load_model("llama-3.1-8b"), load_hardware("h100-sxm"))
+    assert not FastStepCost(cm).exact
+
+
+@pytest.mark.parametrize("name, tp, ep", [("llama-4-maverick", 8, 8), ("llama-4-scout", 2, 1), ("gpt-oss-120b", 1, 1),
+                                          ("deepseek-v3", 8, 8)])
+def test_models_with_mixed_layers_take_the_exact_path(name, tp, ep):
+    """Interleaved dense/MoE layers (Llama 4), chunked attention (Llama 4), global layers among windowed ones
+    (gpt-oss) and latent attention (DeepSeek) do not fit the per-layer tables: the timer must not use them."""
+    cm = CostModel(load_model(name), load_hardware("h100-sxm-calibrated"), ParallelLayout(tp=tp, ep=ep),
+                   Precision.parse("bf16"))
     assert not FastStepCost(cm).exact
