@@ -87,9 +87,8 @@ class SpeculativeMixin:
                 plan.num_emit += 1  # Plan.add did not count it (it did not reach the inflated length)
                 positions = n - 1
                 depth = min(depth, _depth_within(positions, width))
-            if n > 1:
+            if n > 1:  # a verification (a tree cut below its first full level verifies depth 0, emits 1)
                 plan.num_prefill_tokens -= n  # Plan.add counted the row as a prompt chunk
-            if positions > 0 and depth > 0:
                 verify.append((i, depth, n - 1))
         if not verify:
             self.spec.num_plain_steps += 1

@@ -161,3 +161,27 @@ def test_uniform_lines_are_exact_inside_a_key_tile_and_cheap():
         exact = cm.step_time([4] * batch, ctx, np.full(batch, 4), launch="full")
         assert lines.seconds(4, batch, s, 4, "full") == pytest.approx(sum(exact.stage_s), rel=1e-9)
     assert lines.num_calls <= 3 * 4  # one power-of-two band and at most three key tiles, 3 points each
+
+
+def test_a_tree_cut_by_the_budget_still_verifies_what_it_scheduled():
+    # budget 17, two decoding sequences, a binary tree of depth 3 (14 nodes): the first takes its last token
+    # + 14 nodes, the second 2 tokens (1 node, too few for a full level): it verifies no draft but must
+    # still emit its token and keep its KV books straight
+    from llmsim.kv import KV_MANAGERS
+    from llmsim.sched import SCHEDULERS
+    from llmsim.speculative import speculative_scheduler
+
+    sched = SCHEDULERS.build({"kind": "vllm", "max_num_batched_tokens": 17, "cuda_graph": False})
+    sched.bind(KV_MANAGERS.build({"kind": "paged"}, num_blocks=64))
+    seqs = [Seq(Request(i, 0.0, 8, 25), key=i + 1) for i in range(2)]
+    for seq in seqs:
+        sched.add(seq)
+    sched.commit(sched.schedule())  # both prompts in one step: each emits its first token
+    cfg = parse_speculative({"proposer": {"kind": "medusa", "tree_width": 2}, "acceptance": 1.0})
+    speculative_scheduler(sched, Speculator(cfg, np.random.default_rng(0)))
+    plan = sched.schedule()
+    assert plan.tokens == [15, 2] and [d for _, d, _ in plan.verify] == [3, 0]
+    sched.commit(plan)
+    assert [s.num_emitted for s in seqs] == [1 + 4, 1 + 1]  # all 3 levels accepted: 4 tokens; the cut one: 1
+    assert all(s.num_computed == s.num_tokens - 1 for s in seqs)
+    sched.check()
