@@ -3,7 +3,7 @@
     python -m llmsim.search.compare OUT.png DIR[:LABEL] [DIR[:LABEL] ...]
 
 Left: goodput per dollar (requests served within the SLO per $) of every verified allocation, by search,
-the best of each marked. Right: the same against p99 TTFT at goodput (the Pareto view), per GPU on a
+the bar at the best one that meets the target rates (hollow points: allocations below them). Right: the same against p99 TTFT at goodput (the Pareto view), per GPU on a
 second panel row.
 """
 
@@ -43,20 +43,24 @@ def draw(searches: list[tuple[str, pd.DataFrame]], path: str | Path) -> None:
         color = f"C{n}"
         if not len(t):
             continue
-        best = t.loc[t["goodput_requests_per_usd"].idxmax()]
-        axes[0].bar(n, best["goodput_requests_per_usd"], color=color)
-        axes[0].scatter([n] * len(t), t["goodput_requests_per_usd"], color="k", s=10, zorder=3)
+        meets = t["meets_target"].fillna(False).astype(bool) if "meets_target" in t else t["goodput_rps"] > 0
+        pool = t[meets] if meets.any() else t
+        best = pool.loc[pool["goodput_requests_per_usd"].idxmax()]
+        axes[0].bar(n, best["goodput_requests_per_usd"], color=color, alpha=1.0 if meets.any() else 0.35)
+        axes[0].scatter([n] * len(t), t["goodput_requests_per_usd"], s=14, zorder=3,
+                        facecolors=["k" if m else "none" for m in meets], edgecolors="k")
         axes[0].annotate(short_gpus(best["gpus_by_type"]), (n, best["goodput_requests_per_usd"]), ha="center",
                          xytext=(0, 3), textcoords="offset points", fontsize=8)
         for ax, col in ((axes[1], "goodput_requests_per_usd"), (axes[2], "goodput_rps_per_gpu")):
-            ax.scatter(t["ttft_p99_s"], t[col], color=color, label=label)
+            ax.scatter(t["ttft_p99_s"], t[col], label=label, edgecolors=color,
+                       facecolors=[color if m else "none" for m in meets])
     axes[0].set_xticks(range(len(searches)), [label for label, _ in searches])
     axes[0].set_ylabel("goodput: requests per $ (best allocation)")
     for ax, ylabel in ((axes[1], "goodput: requests per $"), (axes[2], "goodput per GPU (req/s)")):
         ax.set_xlabel("p99 TTFT at goodput (s, worst service)")
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=8)
-    fig.suptitle("llmsim search: verified allocations (DES goodput by bisection)")
+    fig.suptitle("llmsim search: verified allocations (DES goodput by bisection; hollow: below the target rates)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -34,6 +34,7 @@ class Context:
     lengths: dict[str, Lengths] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
     prices: dict[str, float] = field(default_factory=dict)
+    run_options: dict[str, Any] = field(default_factory=dict)  # run_experiment's jobs / executor
 
 
 def resolve(spec: SearchSpec, base_dir: Path, where: str) -> Context:
@@ -114,8 +115,9 @@ def items_for(screened: list[Screened]):
         {s.candidate.label: s.candidate for s in best.values()}
 
 
-def search(path: str | Path, out_dir: str | Path, *, log=print) -> dict:
-    """Run the whole search; returns the report's summary dict (also written to ``DIR/search.json``)."""
+def search(path: str | Path, out_dir: str | Path, *, log=print, jobs: int = 1, executor: str = "local") -> dict:
+    """Run the whole search; returns the report's summary dict (also written to ``DIR/search.json``).
+    ``jobs`` / ``executor``: how each DES trial runs its seeds (``llmsim run --jobs / --executor``)."""
     from llmsim.search import ilp
     from llmsim.search.report import write_report
 
@@ -123,6 +125,7 @@ def search(path: str | Path, out_dir: str | Path, *, log=print) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = resolve(spec, base_dir, str(path))
+    ctx.run_options = {"jobs": jobs, "executor": executor}
     screened, per_s = run_screen(ctx)
     kept = sum(s.kept for s in screened)
     log(f"screen: {len(screened)} candidates, {kept} kept, {len(screened) - kept} discarded "
@@ -199,7 +202,7 @@ def verify_allocation(ctx: Context, alloc, by_label: dict[str, Candidate], out: 
     for entry in ctx.spec.models:
         parts = [(by_label[k], n) for k, n in alloc.replicas.items() if by_label[k].model == entry.name]
         result, figures = verify_model(ctx.spec, entry, parts, ctx.workloads[entry.name], ctx.prices,
-                                       out / entry.name, ctx.base_dir, alloc.lam)
+                                       out / entry.name, ctx.base_dir, alloc.lam, ctx.run_options)
         per_model[entry.name] = (parts, result, figures)
         shown = "none" if result.goodput_rps is None else f"{result.goodput_rps * entry.rate_per_s:.3g} req/s"
         log(f"verify {out.name} {entry.name}: goodput {shown} after {len(result.trials)} DES runs")

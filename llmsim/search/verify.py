@@ -74,12 +74,13 @@ def experiment_dict(spec, entry, parts: list[tuple[Candidate, int]], workload: M
     return exp
 
 
-def run_rate(exp: dict[str, Any], out_dir: Path, base_dir: Path) -> tuple[bool | None, str, dict]:
+def run_rate(exp: dict[str, Any], out_dir: Path, base_dir: Path,
+             options: Mapping[str, Any] | None = None) -> tuple[bool | None, str, dict]:
     """Run one experiment (all seeds); (holds, why, seed-mean figures); holds is None when the load
     verdict is inconclusive on some seed and the SLO is met (the run was too short to judge)."""
     from llmsim.experiment.runner import run_experiment
 
-    summary = run_experiment(exp, out_dir=out_dir, base_dir=base_dir).summary
+    summary = run_experiment(exp, out_dir=out_dir, base_dir=base_dir, **dict(options or {})).summary
     verdicts = set(summary["load_verdict"].fillna("inconclusive")) if "load_verdict" in summary else {"stable"}
     met = bool(summary["slo_met"].fillna(False).astype(bool).all()) if "slo_met" in summary else False
     figures = {k: _mean(summary[k]) for k in SUMMARY_KEEP if k in summary}
@@ -106,7 +107,7 @@ def _mean(col) -> Any:
 
 
 def verify_model(spec, entry, parts, workload, prices, out_dir: Path, base_dir: Path,
-                 start_lam: float) -> tuple[GoodputSearch, dict[float, dict]]:
+                 start_lam: float, options: Mapping[str, Any] | None = None) -> tuple[GoodputSearch, dict[float, dict]]:
     """Bisection on the multiple ``lam`` of the model's target rate; figures of every trial by rate."""
     figures: dict[float, dict] = {}
 
@@ -115,7 +116,7 @@ def verify_model(spec, entry, parts, workload, prices, out_dir: Path, base_dir: 
         ok, why = None, ""
         for scale in (1, 2):  # an inconclusive verdict gets one longer run
             exp = experiment_dict(spec, entry, parts, workload, rate, prices, scale)
-            ok, why, figs = run_rate(exp, out_dir / f"rate-{_tag(rate)}-x{scale}", base_dir)
+            ok, why, figs = run_rate(exp, out_dir / f"rate-{_tag(rate)}-x{scale}", base_dir, options)
             figures[lam] = figs
             if ok is not None:
                 break

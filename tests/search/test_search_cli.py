@@ -86,3 +86,16 @@ def test_refined_capacities_by_hand():
     alloc = Allocation({"P": 2, "D": 2}, 3.0, 4.0, 4, 4.0, 0.0)
     out = refined(items, [alloc], [{"m": ([], GoodputSearch(1.5, 1.6), {})}], {"m": 2.0})
     assert [i.capacity_rps for i in out] == [2.0, 1.5, 5.0]
+
+
+def test_shipped_search_specs_and_winners_validate():
+    from pathlib import Path
+
+    from llmsim.experiment.config import load_config
+    from llmsim.search.spec import load_spec
+
+    folder = Path(__file__).resolve().parents[2] / "experiments" / "search"
+    specs = sorted(folder.glob("llama70b_*.yaml"))
+    assert len(specs) == 5
+    for path in specs:
+        (load_config if "winner" in path.name else load_spec)(path)
