@@ -137,11 +137,15 @@ def _column(values: array, is_int: bool) -> np.ndarray:
 
 
 def _sorted_frame(cols: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
-    """``pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)``, with no reorder copy
-    when the rows are already in that order (one replica's steps are)."""
-    if _is_sorted([cols[k] for k in keys]):
-        return pd.DataFrame(cols)
-    return pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)
+    """``pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)``, reordering the columns
+    one by one before the table is built (one copy of the rows at a time, not two), and not at all when the
+    rows are already in order (one replica's steps are)."""
+    if not _is_sorted([cols[k] for k in keys]):
+        key_arrays = [cols[k] for k in reversed(keys)]  # lexsort: last key first; stable, as sort_values
+        order = np.lexsort(key_arrays) if len(keys) > 1 else np.argsort(key_arrays[0], kind="stable")
+        for c in cols:
+            cols[c] = cols[c][order]
+    return pd.DataFrame(cols)
 
 
 def _is_sorted(keys: list[np.ndarray]) -> bool:

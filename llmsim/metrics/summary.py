@@ -58,8 +58,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
               peak_hbm_bytes_per_s: float = 0.0, overload: Overload | None = None) -> dict:
     """Flat dict of the run's measured requests; ``peak_*`` are totals over all GPUs of all replicas (for
     MFU / MBU); ``slo``: see ``llmsim.metrics.slo``; ``overload``: the verdict (judged here when None)."""
-    meas = requests[measured_mask(requests)]
-    fin = meas[meas["status"] == "finished"]
+    meas = _rows(requests, measured_mask(requests))
+    fin = _rows(meas, (meas["status"] == "finished").to_numpy())
     window = Window.of(requests)
     out: dict = _counts(requests, meas)
     t0 = float(meas["arrival_s"].min()) if len(meas) else 0.0
@@ -87,6 +87,12 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
         if overload.overloaded:
             out["slo_met"] = False  # the measured latencies are a transient; the steady state is worse
     return {k: (_clean(v) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    """``df[mask]``, without copying the table when every row is selected (the usual case of a long run);
+    summaries only read the tables."""
+    return df if bool(mask.all()) else df[mask]
 
 
 def _counts(requests: pd.DataFrame, meas: pd.DataFrame) -> dict:
