@@ -4,6 +4,7 @@ from a results directory only; see ``llmsim.plots`` for the sweep-level figures 
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,18 @@ def _measured(req: pd.DataFrame) -> pd.DataFrame:
     return req[keep]
 
 
+def _rated(summary: pd.DataFrame, rate_col: str, figure: str) -> pd.DataFrame:
+    """The rows that have a rate to draw at; a point without one (no measured requests, so no measured
+    arrival rate: a very short closed-loop run) is left out of ``figure``, and a note says so."""
+    rate = pd.to_numeric(summary[rate_col], errors="coerce")
+    ok = np.isfinite(rate.to_numpy(np.float64))
+    if not ok.all():
+        skipped = ", ".join(str(p) for p in summary.loc[~ok, "point_id"])
+        print(f"note: {figure}: left out point(s) {skipped}: no {rate_col} (no measured requests; a longer run "
+              "or fewer warm-up requests gives some)", file=sys.stderr)
+    return summary[ok].assign(**{rate_col: rate[ok]})
+
+
 def _rate_colors(rates) -> dict:
     rates = sorted(rates)
     cmap = plt.get_cmap("viridis")
@@ -45,7 +58,8 @@ def plot_latency_cdfs(results: Results, out_dir: Path) -> list[Path]:
     """TTFT, TPOT and E2E CDFs: a row per configuration (``CONFIGS_PER_FILE`` rows per file), a curve per
     rate, seeds pooled; every point is drawn."""
     summary = with_labels(results.summary, rate_col := rate_column(results.summary))
-    labels = list(summary["label"].cat.categories)
+    summary = _rated(summary, rate_col, "latency CDFs")
+    labels = [label for label in summary["label"].cat.categories if (summary["label"] == label).any()]
     written = []
     for start in range(0, len(labels), CONFIGS_PER_FILE):
         chunk = labels[start:start + CONFIGS_PER_FILE]
@@ -82,7 +96,8 @@ def _cdf_row(results: Results, rows: pd.DataFrame, rate_col: str, axes, label: s
         ax.set_ylabel("fraction of requests")
         ax.set_title(f"{name} CDF" + ("" if label == "all points" else f" — {label}"), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, loc="lower right", title="request rate", title_fontsize=7)
+    if axes[-1].get_legend_handles_labels()[0]:
+        axes[-1].legend(fontsize=7, loc="lower right", title="request rate", title_fontsize=7)
 
 
 def _slug(label: str) -> str:
@@ -93,7 +108,8 @@ def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
     """Per configuration, one figure of batch size, KV use and requests in the system over simulated time,
     a line per rate (the lowest seed; binned means)."""
     summary = with_labels(results.summary, rate_col := rate_column(results.summary))
-    labels = list(summary["label"].cat.categories)
+    summary = _rated(summary, rate_col, "timelines")
+    labels = [label for label in summary["label"].cat.categories if (summary["label"] == label).any()]
     seed = summary["seed"].min()
     written = []
     for label in labels:
@@ -111,7 +127,8 @@ def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
         axes[2].set_xlabel("simulated time (s)")
         for ax in axes:
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=7, loc="upper right", title="request rate", title_fontsize=7)
+        if axes[0].get_legend_handles_labels()[0]:
+            axes[0].legend(fontsize=7, loc="upper right", title="request rate", title_fontsize=7)
         title = "Timeline" + ("" if label == "all points" else f" — {label}") + f", seed {seed}"
         axes[0].set_title(f"{title} (means over {TIMELINE_BINS} time bins)", fontsize=10)
         fig.tight_layout()

@@ -19,7 +19,10 @@ traffic is unchanged (HBM has its own clock), and ``r`` is the highest clock who
 lengthened step meets the cap. Memory-bound steps are hardly slowed by caps, as Splitwise (Patel et al.,
 ISCA'24, section on power capping) and Ma et al. (arXiv:2605.11999, decode draws 137-300 W of an H200's
 700 W, so no cap binds) report; prefill-heavy steps are. Power the SM clock cannot remove (HBM traffic
-above the cap) is left as it is: HBM clocks are not modelled.
+above the cap) is left as it is: HBM clocks are not modelled. The cost model runs a capped profile's
+steps at that clock (``llmsim.cost.step.apply_power_cap``, clock from ``cap_clock`` with the step's
+compute-bound share of its GPU time); the accounting then charges those steps as they are
+(``ReplicaPower.steps_capped``), and ``step_power``'s time factor is for steps timed at full clocks.
 
 Cost: $ per hour is the profile's indicative price per GPU-hour (overridable per experiment) times GPUs;
 $ per million tokens is that over tokens per second. Energy is of the GPU boards only (no host, network,
@@ -93,31 +96,42 @@ def activity(flops, hbm_bytes, duration_s, gpus: int, peak_flops_per_s: float, h
     return a_c, a_m
 
 
+def dynamic_w(profile: PowerProfile, a_c, a_m) -> tuple[np.ndarray, np.ndarray]:
+    """``(dyn_c, dyn_m)``: the watts above idle of compute and of HBM traffic at full clock, scaled down
+    together where their sum would pass the TDP (the board's own limit: kernel timings already run at it)."""
+    dyn_c = (profile.tdp_w - profile.idle_w) * np.asarray(a_c, dtype=np.float64)
+    dyn_m = (profile.memory_bound_w - profile.idle_w) * np.asarray(a_m, dtype=np.float64)
+    total = dyn_c + dyn_m
+    room = profile.tdp_w - profile.idle_w
+    scale = np.where(total > room, room / np.where(total > 0, total, 1.0), 1.0)
+    return dyn_c * scale, dyn_m * scale
+
+
 def step_power(profile: PowerProfile, a_c, a_m) -> tuple[np.ndarray, np.ndarray]:
     """``(power_w, time_factor)`` per step: average power of one GPU over the step, and how much longer the
     step takes under the cap (1 without one, or when the cap does not bind)."""
     a_c = np.asarray(a_c, dtype=np.float64)
-    dyn_c = (profile.tdp_w - profile.idle_w) * a_c
-    dyn_m = (profile.memory_bound_w - profile.idle_w) * np.asarray(a_m, dtype=np.float64)
-    total = dyn_c + dyn_m
-    room = profile.tdp_w - profile.idle_w  # the board's own limit: kernel timings already run at it
-    scale = np.where(total > room, room / np.where(total > 0, total, 1.0), 1.0)
-    dyn_c, dyn_m = dyn_c * scale, dyn_m * scale
+    dyn_c, dyn_m = dynamic_w(profile, a_c, a_m)
     power = profile.idle_w + dyn_c + dyn_m
     factor = np.ones_like(power)
     if profile.cap_w is None or profile.cap_w >= profile.tdp_w:
         return power, factor
-    clock = _clock_under_cap(profile, a_c, dyn_c, dyn_m)
+    clock = cap_clock(profile, a_c, dyn_c, dyn_m)
     factor = 1.0 + a_c * (1.0 / clock - 1.0)
     return profile.idle_w + (dyn_c * clock**2 + dyn_m) / factor, factor
 
 
-def _clock_under_cap(profile: PowerProfile, a_c, dyn_c, dyn_m) -> np.ndarray:
-    """Highest clock ratio r in [MIN_CLOCK, 1] with idle + (dyn_c r^2 + dyn_m) / (1 + a_c (1/r - 1)) <= cap
-    (that power rises with r, so bisection finds it)."""
+def cap_clock(profile: PowerProfile, share, dyn_c, dyn_m) -> np.ndarray:
+    """Highest clock ratio r in [MIN_CLOCK, 1] with idle + (dyn_c r^2 + dyn_m) / (1 + share (1/r - 1)) <= cap:
+    ``share`` of the step (its compute-bound part) takes 1/r longer, the rest (HBM-bound) does not; 1 without
+    a cap or where it does not bind (that power rises with r, so bisection finds it)."""
+    dyn_c = np.asarray(dyn_c, dtype=np.float64)
+    if profile.cap_w is None or profile.cap_w >= profile.tdp_w:
+        return np.ones_like(dyn_c)
+    share = np.asarray(share, dtype=np.float64)
 
     def power(r):
-        return profile.idle_w + (dyn_c * r**2 + dyn_m) / (1.0 + a_c * (1.0 / r - 1.0))
+        return profile.idle_w + (dyn_c * r**2 + dyn_m) / (1.0 + share * (1.0 / r - 1.0))
 
     cap = profile.cap_w
     lo, hi = np.full_like(dyn_c, MIN_CLOCK), np.ones_like(dyn_c)
@@ -132,32 +146,42 @@ def _clock_under_cap(profile: PowerProfile, a_c, dyn_c, dyn_m) -> np.ndarray:
 @dataclass(frozen=True, slots=True)
 class ReplicaPower:
     """What the energy and cost accounting needs of one replica: its GPUs, their power figures, per-GPU
-    peaks of its compute dtype and HBM, and the price of one GPU-hour."""
+    peaks of its compute dtype and HBM, and the price of one GPU-hour. ``steps_capped``: its step times
+    already run at the capped clock (its cost model applied the cap, ``llmsim.cost.step.apply_power_cap``)."""
 
     gpus: int
     profile: PowerProfile
     peak_flops_per_s: float
     hbm_bytes_per_s: float
     usd_per_gpu_hour: float
+    steps_capped: bool = False
 
     @property
     def usd_per_hour(self) -> float:
         return self.gpus * self.usd_per_gpu_hour
 
 
-def replica_power(hardware, gpus: int, compute_dtype: str) -> ReplicaPower:
+def replica_power(hardware, gpus: int, compute_dtype: str, steps_capped: bool = False) -> ReplicaPower:
     """A replica of ``gpus`` GPUs of ``hardware`` (its ``power_cap_w``, when set, caps each GPU)."""
     cap = hardware.power_cap_w or None
     return ReplicaPower(gpus, power_profile(hardware, cap), hardware.peak_flops(compute_dtype),
-                        hardware.hbm_bytes_per_s, hardware.price_per_hour_usd)
+                        hardware.hbm_bytes_per_s, hardware.price_per_hour_usd, steps_capped and cap is not None)
 
 
 def step_energy_j(rp: ReplicaPower, flops, hbm_bytes, duration_s) -> tuple[np.ndarray, np.ndarray]:
     """``(joules, time_factor)`` per step, over all of the replica's GPUs (the capped step lasts
-    ``duration_s * time_factor``)."""
+    ``duration_s * time_factor``). Steps already timed at the capped clock (``rp.steps_capped``) keep their
+    length (factor 1) and draw their activity's power, at most the cap: where the cap binds the clock was
+    chosen so that the GPU part of the step averages the cap exactly (``cap_clock``), so this is exact for a
+    step that is all GPU time and above it by the host part's share otherwise."""
     a_c, a_m = activity(flops, hbm_bytes, duration_s, rp.gpus, rp.peak_flops_per_s, rp.hbm_bytes_per_s,
                         rp.profile.full_power_mfu)
-    power, factor = step_power(rp.profile, a_c, a_m)
+    if rp.steps_capped:
+        dyn_c, dyn_m = dynamic_w(rp.profile, a_c, a_m)
+        power = np.minimum(rp.profile.idle_w + dyn_c + dyn_m, rp.profile.limit_w)
+        factor = np.ones_like(power)
+    else:
+        power, factor = step_power(rp.profile, a_c, a_m)
     return power * np.asarray(duration_s, dtype=np.float64) * factor * rp.gpus, factor
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from llmsim.cost.collectives import alltoall_s, p2p_s
 from llmsim.cost.layers import attention_ops, first_stage_operators, last_stage_operators, layer_operators
 from llmsim.cost.operators import BatchFeatures, ShardedShapes
-from llmsim.cost.step import LAUNCH_MODES, CostModel, StepCost, _eager
+from llmsim.cost.step import LAUNCH_MODES, CostModel, StepCost, _eager, apply_power_cap
 
 ATTENTION_CLASSES = ("attn_prefill", "attn_decode")
 MAX_ENTRIES = 65_536  # per table; a step's token counts are bounded by its budget, so this rarely clears
@@ -188,7 +188,7 @@ class FastStepCost:
         pp = cm.layout.pp
         overhead = cm.overhead_s(f.num_seqs)
         tp = cm.layout.tp
-        return StepCost(
+        cost = StepCost(
             total_s=sum(stages) + overhead,
             stage_s=stages,
             compute_s=tail[2],
@@ -199,6 +199,7 @@ class FastStepCost:
             flops=tp * tail[4],
             hbm_bytes=tp * tail[5],
         )
+        return cost if cm.power is None else apply_power_cap(cm, cost)  # the same function on the same floats
 
     def _stages(self, gpu_layer: float, issue_layer: float, first: tuple, last: tuple, gather: float,
                 send: float) -> list[tuple]:

@@ -8,6 +8,15 @@ GPU work and the CPU time to issue its eagerly launched kernels (``max(GPU, laun
 only when kernels are shorter than their launch). ``eager`` launches every kernel; ``piecewise`` (vLLM's
 piecewise CUDA graphs) replays one graph per layer piece and launches only the attention kernels eagerly;
 ``full`` replays one captured graph for the whole step (no per-kernel launch cost).
+
+Power cap (``HardwareSpec.power_cap_w`` below the TDP, set by the profile or an experiment's ``cost:``
+block): the step is first timed at full clocks; its GPUs' power over it (``llmsim.cost.energy``: activity
+from its FLOPs and bytes over its GPU seconds, on ``tp x pp`` GPUs) sets the SM clock ratio ``r``, the
+highest whose power over the lengthened step meets the cap (``energy.cap_clock``), and the step's
+compute-bound kernel time then takes ``1/r`` longer while its HBM-bound kernel time, collectives and
+launches do not (``apply_power_cap``). With pipeline stages the added time is shared between the stages
+in proportion to their time (a stage's compute share is not tracked separately). Without a cap nothing
+changes.
 """
 
 from __future__ import annotations
@@ -135,6 +144,7 @@ class CostModel:
         self._chunk = model.attention_chunk  # chunked local attention (Llama 4) instead of a window
         self._mixed_window = (model.sliding_window is not None or self._chunk is not None) and \
             0 < model.num_window_layers < model.num_layers
+        self.power = capped_power_profile(hardware)
 
     # --- operators ---------------------------------------------------------------------------------
     def _comm_ops(self, f: BatchFeatures) -> list[tuple[str, str, float, str]]:
@@ -251,7 +261,7 @@ class CostModel:
         exposed_launch = float(sum(max(0.0, i - g) for g, i in stage_parts))
         overhead = self.overhead_s(f.num_seqs)
         tp = self.layout.tp  # operators are per GPU; the tp GPUs of a stage do the same work
-        return StepCost(
+        cost = StepCost(
             total_s=sum(stages) + overhead,
             stage_s=stages,
             compute_s=kernel["compute"],
@@ -262,6 +272,7 @@ class CostModel:
             flops=tp * flops,
             hbm_bytes=tp * hbm,
         )
+        return cost if self.power is None else apply_power_cap(self, cost)
 
     def operator_costs(self, new_tokens, context_tokens, emits=None) -> list[OpCost]:
         """Per-operator breakdown of one step (times include each row's ``count``), per GPU."""
@@ -290,6 +301,10 @@ class CostModel:
         """Stage seconds (shape ``(num_steps, pp)``) of ``num_steps`` consecutive pure-decode steps of this batch;
         step k sees ``context_tokens + k``. Exact, vectorised over steps (only decode attention varies)."""
         ctx = np.asarray(context_tokens, dtype=np.int64)
+        if self.power is not None:  # each step's own clock under the cap: step by step, as step_time times it
+            ones = np.ones_like(ctx)
+            return np.array([self.step_time(ones, ctx + k, launch=launch).stage_s for k in range(num_steps)],
+                            dtype=np.float64).reshape(num_steps, self.layout.pp)
         ks = np.arange(num_steps, dtype=np.float64)
         if self._chunk is not None:  # the new token at position ctx + k sees (ctx + k) mod chunk + 1 keys
             kv_sum = (((ctx[None, :] + ks[:, None].astype(np.int64)) % self._chunk) + 1).sum(axis=1).astype(np.float64)
@@ -309,3 +324,36 @@ class CostModel:
         """Total seconds of each of ``num_steps`` consecutive decode steps (stages + per-step overhead)."""
         stages = self.decode_run(context_tokens, num_steps, launch)
         return stages.sum(axis=1) + self.overhead_s(len(np.atleast_1d(context_tokens)))
+
+
+def capped_power_profile(hardware: HardwareSpec):
+    """The power figures of a profile whose ``power_cap_w`` is below its TDP (``llmsim.cost.energy``);
+    None without a binding cap (or without a TDP to cap below)."""
+    cap = hardware.power_cap_w
+    if not cap or hardware.tdp_w <= 0 or cap >= hardware.tdp_w:
+        return None
+    from llmsim.cost.energy import power_profile  # noqa: PLC0415
+
+    return power_profile(hardware, float(cap))
+
+
+def apply_power_cap(cm: CostModel, cost: StepCost) -> StepCost:
+    """``cost`` (timed at full clocks) at the SM clock the cap allows (module docstring): compute-bound
+    kernel seconds ``compute_s`` become ``compute_s / r``; the stages and the total grow by the difference."""
+    from llmsim.cost.energy import activity, cap_clock, dynamic_w  # noqa: PLC0415
+
+    gpu_s = float(sum(cost.stage_s))
+    if gpu_s <= 0 or cost.compute_s <= 0:
+        return cost
+    profile = cm.power
+    a_c, a_m = activity(cost.flops, cost.hbm_bytes, gpu_s, cm.layout.tp * cm.layout.pp,
+                        cm.hardware.peak_flops(cm.precision.compute), cm.hardware.hbm_bytes_per_s,
+                        profile.full_power_mfu)
+    dyn_c, dyn_m = dynamic_w(profile, a_c, a_m)
+    share = min(1.0, cost.compute_s / gpu_s)
+    r = float(cap_clock(profile, share, dyn_c, dyn_m))
+    if r >= 1.0:
+        return cost
+    extra = cost.compute_s * (1.0 / r - 1.0)
+    stages = tuple(s + extra * (s / gpu_s) for s in cost.stage_s)
+    return replace(cost, total_s=cost.total_s + extra, stage_s=stages, compute_s=cost.compute_s / r)

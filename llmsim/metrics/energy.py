@@ -40,9 +40,10 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
     ``energy_j_per_token`` (input and output), ``energy_j_per_request``, ``usd_per_hour``,
     ``cost_usd_per_m_tokens``, ``cost_usd_per_m_output_tokens_all`` (the whole bill over output tokens),
     ``cost_usd_per_m_input_tokens`` and ``cost_usd_per_m_output_tokens`` (split by GPU time), and
-    ``power_figures`` (``profile`` or ``fallback``, see ``llmsim.cost.energy``); with a power cap also
-    ``power_cap_time_factor`` (how much longer the window's steps would take at the cap: the simulated
-    step times are those at full clocks)."""
+    ``power_figures`` (``profile`` or ``fallback``, see ``llmsim.cost.energy``). A power cap normally
+    reaches the simulated step times (the cost model runs capped steps at the lowered clock); only where a
+    replica's steps were timed at full clocks (a cost model built without the cap) is there also
+    ``power_cap_time_factor``: how much longer the window's steps would take at the cap."""
     if not power:
         return {}
     in_window, span = window_steps(requests, steps)
@@ -77,6 +78,6 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
         "cost_usd_per_m_output_tokens": usd_per_million_tokens(usd_h * (1 - share_in), out_tps),
         "power_figures": "+".join(dict.fromkeys(rp.profile.source for rp in power)),
     }
-    if any(rp.profile.cap_w is not None for rp in power):
+    if any(rp.profile.cap_w is not None and not rp.steps_capped for rp in power):
         out["power_cap_time_factor"] = capped_s / busy_s if busy_s > 0 else 1.0
     return out

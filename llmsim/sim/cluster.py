@@ -98,7 +98,8 @@ def _power(spec: ClusterSpec, replicas: list[PoolReplica]) -> tuple:
         dep = spec.pool(r.pool).deployment
         if dep.hardware.tdp_w <= 0:
             return ()
-        out.append(replica_power(dep.hardware, dep.layout.tp * dep.layout.pp, dep.precision.compute))
+        capped = getattr(getattr(r.timer, "cm", None), "power", None) is not None  # its steps run capped
+        out.append(replica_power(dep.hardware, dep.layout.tp * dep.layout.pp, dep.precision.compute, capped))
     return tuple(out)
 
 

@@ -150,17 +150,22 @@ def test_experiment_cost_block_errors_name_the_field():
         build_cluster(_config({"power_cap_w": 20}), load_model("llama-3.1-8b"), "exp.yaml")
 
 
-def test_power_cap_in_a_simulated_summary():
+def test_power_cap_on_steps_timed_at_full_clock():
+    """A cost model built without the cap (passed in) times steps at full clocks: the accounting then says
+    how much longer they would take (``power_cap_time_factor``); see test_power_cap.py for capped steps."""
     from dataclasses import replace
 
+    from llmsim.cost import CostModel
     from llmsim.sim import simulate
-    from llmsim.specs import load_hardware
+    from llmsim.specs import load_hardware, load_model
     from llmsim.workload import Request
 
     reqs = [Request(id=i, arrival_s=0.05 * i, input_tokens=2048, output_tokens=16) for i in range(30)]
     hw = load_hardware("h100-sxm")
+    full_clock = CostModel(load_model("llama-3.1-8b"), hw)
     free = simulate(reqs, model="llama-3.1-8b", hardware=hw).summary()
-    capped = simulate(reqs, model="llama-3.1-8b", hardware=replace(hw, power_cap_w=300.0)).summary()
+    capped = simulate(reqs, model="llama-3.1-8b", hardware=replace(hw, power_cap_w=300.0),
+                      cost_model=full_clock).summary()
     assert "power_cap_time_factor" not in free
     assert capped["power_cap_time_factor"] > 1.0  # prefill-heavy steps slow down under a 300 W cap
     assert capped["power_mean_w"] < free["power_mean_w"]

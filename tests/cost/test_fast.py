@@ -1,9 +1,12 @@
 """The tabulated step cost equals ``CostModel.step_time`` on random batches of every shape the schedulers make
 (whole prompts, chunked prompts over cached context, decodes, mixtures, padding rows, partial samplers),
 every launch mode, dense / MoE / sliding-window / qk-norm / learned-position models, tensor and pipeline
-parallel layouts, 16- and 8-bit precisions, and uncalibrated and calibrated profiles."""
+parallel layouts, 16- and 8-bit precisions, uncalibrated and calibrated profiles, with and without a power
+cap."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -27,6 +30,8 @@ CONFIGS = [  # (model, hardware, tp, pp, ep, precision)
     ("qwen3-30b-a3b", "h100-sxm-calibrated", 1, 1, 1, "bf16"),  # MoE in every layer: still tabulated
     ("tiny", "h100-sxm", 1, 1, 1, "bf16"),  # microsecond kernels: the launch side of max(GPU, launches) shows
     ("tiny", "h100-sxm-calibrated", 1, 2, 1, "bf16"),
+    ("llama-3.1-8b", "h100-sxm@350", 1, 1, 1, "bf16"),  # power cap (W): prefill steps at a lowered clock
+    ("llama-2-70b", "a100-sxm-80gb-calibrated@200", 4, 2, 1, "bf16"),
 ]
 TINY = ModelSpec("tiny", num_layers=24, hidden_size=1024, num_heads=16, num_kv_heads=4, head_dim=64, ffn_size=2816,
                  vocab_size=32000, max_context=4096)
@@ -64,7 +69,10 @@ def batch(rng: np.random.Generator, shape: str, window: int | None):
 def models(request):
     name, hw, tp, pp, ep, prec = request.param
     model = TINY if name == "tiny" else load_model(name)
-    cm = CostModel(model, load_hardware(hw), ParallelLayout(tp=tp, pp=pp, ep=ep), Precision.parse(prec))
+    hw, _, cap = hw.partition("@")
+    hardware = replace(load_hardware(hw), power_cap_w=float(cap or 0.0))
+    cm = CostModel(model, hardware, ParallelLayout(tp=tp, pp=pp, ep=ep), Precision.parse(prec))
+    assert (cm.power is not None) == bool(cap)
     return cm, FastStepCost(cm)
 
 

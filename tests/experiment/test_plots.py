@@ -124,3 +124,25 @@ def test_cdfs_draw_every_point_and_timelines_one_per_configuration(tmp_path, fig
     assert len(timelines) == 5 and "timeline_chunk_size=256" in timelines
     title = figures["timeline_chunk_size=256"].axes[0].get_title()
     assert "chunk_size=256" in title and "c256" not in title  # a label, not an id
+
+
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_points_without_measured_requests_are_left_out_with_a_note(tmp_path, figures, capsys, missing):
+    """A very short closed-loop run: no measured requests, so no measured arrival rate (NaN read back from a
+    results file, None in memory); the CDFs and timelines skip that point and say so instead of crashing."""
+    s = pd.DataFrame({"point_id": ["short", "long"], "seed": [0, 0], "arrival_rate_rps": [missing, 2.0],
+                      "load_verdict": ["inconclusive", "stable"]})
+    rng = np.random.default_rng(0)
+    requests = {pid: pd.DataFrame({"status": "finished", "phase": "measured", "ttft_s": rng.uniform(0.01, 0.1, 9),
+                                   "tpot_s": rng.uniform(0.01, 0.02, 9), "e2e_s": rng.uniform(1, 3, 9)})
+                for pid in s["point_id"]}
+    requests["short"] = requests["short"].iloc[0:0]
+    steps = {pid: pd.DataFrame({"start_s": np.arange(10.0), "batch_size": 1, "kv_blocks_used": 1,
+                                "kv_blocks_total": 10, "num_in_system": 1}) for pid in s["point_id"]}
+    res = Results(summary=s, _requests=requests, _steps=steps)
+    assert plot_points.plot_latency_cdfs(res, tmp_path) == ["latency_cdf"]
+    assert plot_points.plot_timelines(res, tmp_path) == ["timeline"]
+    lines = figures["timeline"].axes[0].get_lines()
+    assert [li.get_label() for li in lines] == ["2 req/s"]  # the point with a rate, drawn once
+    err = capsys.readouterr().err
+    assert err.count("left out point(s) short") == 2 and "no measured requests" in err

@@ -31,7 +31,3 @@ def real_trace():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-def cv(x: np.ndarray) -> float:
-    return float(np.std(x) / np.mean(x))

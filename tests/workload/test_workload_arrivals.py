@@ -2,10 +2,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import cv
 
 from llmsim.errors import ConfigError
 from llmsim.workload.arrivals import ARRIVALS, CHUNK, ClosedLoop
+from tests.helpers import cv
 
 
 def first_times(block: dict, n: int = 50_000, seed: int = 0) -> np.ndarray:
