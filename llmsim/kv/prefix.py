@@ -51,7 +51,8 @@ class PrefixCacheKV(KVManager):
         self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))  # head = next to use
         self._ref = [0] * num_blocks
         self._hash: list[int | None] = [None] * num_blocks
-        self._cached: dict[int, list[int]] = {}  # block hash -> blocks holding it, first registered first
+        self._cached: dict[int, int] = {}  # block hash -> the first registered block holding it
+        self._more: dict[int, list[int]] = {}  # block hash -> the further blocks holding it, in registration order
         self._blocks: dict[int, list[int]] = {}  # seq key -> its blocks, in token order
         self._num_cached: dict[int, int] = {}  # seq key -> how many of its leading blocks are registered
         self._hashes: dict[int, list[int]] = {}  # seq key -> chained hashes of its full blocks so far
@@ -98,10 +99,10 @@ class PrefixCacheKV(KVManager):
         hits = []
         cached = self._cached
         for h in self._block_hashes(seq, limit)[:limit]:  # the list may run longer (blocks of draft tokens)
-            blocks = cached.get(h)
-            if not blocks:
+            b = cached.get(h)
+            if b is None:
                 break
-            hits.append(blocks[0])
+            hits.append(b)
         return hits
 
     def cached_tokens(self, req: Request) -> int:
@@ -115,7 +116,7 @@ class PrefixCacheKV(KVManager):
         parent, cached, n = 0, self._cached, 0
         for j in range(limit):
             parent = hash((parent, ids[((j + 1) * bs - 1) // chunk]))
-            if not cached.get(parent):
+            if parent not in cached:
                 break
             n += 1
         return n * bs
@@ -183,18 +184,17 @@ class PrefixCacheKV(KVManager):
     def _take(self, n: int) -> list[int]:
         """``n`` blocks from the head of the free queue, dropping the cached hashes they held."""
         out = []
-        free, hashes, ref, cached = self._free, self._hash, self._ref, self._cached
+        free, hashes, ref, cached, more = self._free, self._hash, self._ref, self._cached, self._more
         pop, add = free.popitem, out.append
         evicted = 0
         for _ in range(n):
             b = pop(last=False)[0]
             h = hashes[b]
             if h is not None:
-                holders = cached[h]
-                if len(holders) == 1:
+                if h in more:
+                    self._evict_shared(b, h)
+                else:  # its only holder
                     del cached[h]
-                else:
-                    holders.remove(b)
                 hashes[b] = None
                 evicted += 1
             ref[b] = 1
@@ -204,6 +204,16 @@ class PrefixCacheKV(KVManager):
         self.num_allocated += n
         return out
 
+    def _evict_shared(self, b: int, h: int) -> None:
+        """Drop block ``b`` from the holders of hash ``h`` (which has more than one)."""
+        more = self._more[h]
+        if self._cached[h] == b:
+            self._cached[h] = more.pop(0)
+        else:
+            more.remove(b)
+        if not more:
+            del self._more[h]
+
     def _register(self, seq: Seq, full: int) -> None:
         """Cache the first ``full`` blocks of ``seq`` (``cache_full_blocks``), skipping those already cached."""
         done = self._num_cached.get(seq.key, 0)
@@ -211,15 +221,12 @@ class PrefixCacheKV(KVManager):
             return
         blocks = self._blocks[seq.key]
         hashes = self._block_hashes(seq, full)
-        block_hash, cached = self._hash, self._cached
+        block_hash, first = self._hash, self._cached.setdefault
         for j in range(done, full):
             b, h = blocks[j], hashes[j]
             block_hash[b] = h
-            holders = cached.get(h)
-            if holders is None:
-                cached[h] = [b]
-            else:
-                holders.append(b)
+            if first(h, b) != b:  # already held by an earlier block
+                self._more.setdefault(h, []).append(b)
         self._num_cached[seq.key] = full
 
     def free(self, seq: Seq) -> int:
@@ -251,6 +258,9 @@ class PrefixCacheKV(KVManager):
         assert sum(self._ref) == held, (sum(self._ref), held)
         for b in self._free:
             assert self._ref[b] == 0, b
-        for h, blocks in self._cached.items():
+        for h, b in self._cached.items():
+            assert self._hash[b] == h, (b, h)
+        for h, blocks in self._more.items():
+            assert blocks and h in self._cached, h
             for b in blocks:
                 assert self._hash[b] == h, (b, h)
