@@ -73,26 +73,24 @@ def lora_step_s(spec: LoraSpec, model: ModelSpec, layout: ParallelLayout, prec: 
 
 def adapter_bytes(spec: LoraSpec, model: ModelSpec, layout: ParallelLayout, prec: Precision, adapter: int) -> float:
     """Bytes of one adapter on one GPU (its A and B shards): what loading it into a GPU slot copies."""
-    per_gpu = 0
-    r = spec.ranks[adapter]
-    for target, d_in, d_out in spec.module_shapes(model):
-        if target in ROW_PARALLEL:
-            d_in = -(-d_in // layout.tp)
-        else:
-            d_out = -(-d_out // layout.tp)
-        per_gpu += r * (d_in + d_out)
-    return float(model.num_layers * per_gpu * prec.act_bytes)
+    return float(model.num_layers * _rank_elements(spec, model, layout, spec.ranks[adapter]) * prec.act_bytes)
 
 
 def slots_bytes(spec: LoraSpec, model: ModelSpec, layout: ParallelLayout, prec: Precision) -> float:
     """GPU memory vLLM preallocates for ``max_loras`` slots of ``max_lora_rank`` (per GPU): it comes out of
     the KV cache (the slots exist during the memory profiling run)."""
-    r = spec.max_lora_rank
+    per_gpu = _rank_elements(spec, model, layout, spec.max_lora_rank)
+    return float(spec.max_loras * model.num_layers * per_gpu * prec.act_bytes)
+
+
+def _rank_elements(spec: LoraSpec, model: ModelSpec, layout: ParallelLayout, rank: int) -> int:
+    """Elements of one layer's A and B matrices of rank ``rank`` on one GPU, sharded as the base layers are
+    (row-parallel targets split their input dimension, column-parallel ones their output)."""
     per_gpu = 0
     for target, d_in, d_out in spec.module_shapes(model):
         if target in ROW_PARALLEL:
             d_in = -(-d_in // layout.tp)
         else:
             d_out = -(-d_out // layout.tp)
-        per_gpu += r * (d_in + d_out)
-    return float(spec.max_loras * model.num_layers * per_gpu * prec.act_bytes)
+        per_gpu += rank * (d_in + d_out)
+    return per_gpu
