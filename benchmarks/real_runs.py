@@ -276,7 +276,8 @@ def main(argv=None) -> int:
     med = {m: (np.median(abs_errs[m]) if abs_errs[m] else math.nan) for m in SUMMARY}
     print(f"real_runs: e2e_mean={med['e2e_mean']:.1f}% e2e_p99={med['e2e_p99']:.1f}% "
           f"ttft_mean={med['ttft_mean']:.1f}% itl={med['itl']:.1f}% overload_flagged={flagged}/{len(sat)} "
-          f"n={len(abs_errs['e2e_mean'])} coverage{args.level * 100:g}={cover:.1%}")
+          f"n={len(abs_errs['e2e_mean'])} coverage{args.level * 100:g}={cover:.1%}"
+          + (f" skipped={len(skipped)}" if skipped else ""))
     return 0
 
 

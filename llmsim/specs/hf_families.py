@@ -18,9 +18,12 @@ MXFP4_BYTES = (4 + 8 / 32) / 8
 Get = Callable[..., Any]
 
 
-def _pattern(cfg: Mapping[str, Any], key: str, default: list[int], what: str) -> None:
-    """An explicit list of layers must follow the regular pattern the spec can express."""
+def _pattern(cfg: Mapping[str, Any], key: str, default: list[int], what: str, empty_is_default: bool = False) -> None:
+    """An explicit list of layers must follow the regular pattern the spec can express. With
+    ``empty_is_default`` an empty list means the default pattern (transformers: ``x if x else default``)."""
     given = cfg.get(key)
+    if empty_is_default and not given:
+        return
     if given is not None and list(given) != default:
         raise ConfigError(f"field {key!r}: only the regular pattern {what} is supported, got {given!r}")
 
@@ -45,18 +48,22 @@ def llama4(cfg: Mapping[str, Any], get: Get) -> dict[str, Any]:
     width in every MoE layer; with interleave_moe_layer_step n, layers n-1, 2n-1, ... are MoE
     (``moe_layers`` default) and the others dense MLPs of intermediate_size_mlp (Maverick: n = 2). Three
     layers in four attend within aligned chunks of attention_chunk_size tokens, the fourth (NoPE,
-    ``no_rope_layers`` 0) to everything (transformers Llama4TextAttention)."""
+    ``no_rope_layers`` 0) to everything (transformers Llama4TextAttention). An empty ``no_rope_layers``
+    (as in the published Scout FP8 checkpoints) means the default pattern: Llama4TextConfig sets
+    ``no_rope_layers if no_rope_layers else [every no_rope_layer_interval-th layer NoPE]``."""
     step = get(cfg, "interleave_moe_layer_step", 1)
     layers = get(cfg, "num_hidden_layers")
     _pattern(cfg, "moe_layers", list(range(step - 1, layers, step)), "every interleave_moe_layer_step-th layer")
     ffn = get(cfg, "intermediate_size")
     chunk = get(cfg, "attention_chunk_size", 0) if cfg.get("attention_chunk_size") else None
-    if chunk:  # local attention in chunks on the RoPE layers; every 4th layer is a global NoPE layer
-        _pattern(cfg, "no_rope_layers", [int((i + 1) % 4 != 0) for i in range(layers)], "every 4th layer NoPE")
+    every = get(cfg, "no_rope_layer_interval", 4)
+    if chunk:  # local attention in chunks on the RoPE layers; every n-th layer is a global NoPE layer
+        _pattern(cfg, "no_rope_layers", [int((i + 1) % every != 0) for i in range(layers)],
+                 "every no_rope_layer_interval-th layer NoPE", empty_is_default=True)
     return dict(num_experts=get(cfg, "num_local_experts"), experts_per_token=get(cfg, "num_experts_per_tok"),
                 expert_ffn_size=ffn, num_shared_experts=1, shared_expert_ffn_size=ffn, moe_layer_step=step,
                 ffn_size=get(cfg, "intermediate_size_mlp", ffn), attention_chunk=chunk,
-                global_attention_every=4 if chunk else 0)
+                global_attention_every=every if chunk else 0)
 
 
 def deepseek_v3(cfg: Mapping[str, Any], get: Get) -> dict[str, Any]:

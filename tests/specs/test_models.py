@@ -96,6 +96,21 @@ def test_import_llama4_scout_text_config(tmp_path):
         load_hf_config(_write(tmp_path, {"model_type": "llama4"}))
 
 
+def test_llama4_empty_no_rope_layers_means_the_default_pattern(tmp_path):
+    """Published Scout FP8 checkpoints carry ``no_rope_layers: []``; Llama4TextConfig reads an empty list as
+    the default (every 4th layer NoPE). An explicit irregular list is still refused."""
+    text = {"model_type": "llama4_text", "num_hidden_layers": 8, "hidden_size": 64, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 16, "intermediate_size": 32, "num_local_experts": 4,
+            "num_experts_per_tok": 1, "vocab_size": 100, "max_position_embeddings": 512,
+            "attention_chunk_size": 64}
+    for given in ([], None, [1, 1, 1, 0, 1, 1, 1, 0]):
+        cfg = {**text, "no_rope_layers": given} if given is not None else text
+        m = load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": cfg}))
+        assert m.attention_chunk == 64 and m.global_attention_every == 4
+    with pytest.raises(ConfigError, match="no_rope_layers"):
+        load_hf_config(_write(tmp_path, {"model_type": "llama4", "text_config": {**text, "no_rope_layers": [0] * 8}}))
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
