@@ -22,6 +22,13 @@ equal positions mean equal content) name the content of the tokens they cover; e
 of the prompt, the output) is unique to its request. A block's content key is the id of the chunk holding
 its last token, so chunks of 16 tokens give exact block identity and coarser chunks (a trace's 512-token
 ``hash_ids``) imply sharing at block granularity within them.
+
+A block of a request's own content (past what its prefix ids cover) can only ever be looked up by that
+request, after a preemption, so registering it is deferred (``lazy_own``) to when the request frees it: a
+preempted request registers those blocks then, in block order, exactly as they would have been registered
+(no other request's lookups can differ); a finished one marks them ``OWN`` (cached, found by no lookup: an
+eviction still counts them), since its content is never asked for again. Same block pool, same counters, no
+per-block hashing while a request runs.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ if TYPE_CHECKING:
     from llmsim.sched.seq import Seq
     from llmsim.workload.request import Request
 
+OWN = -1  # ``_hash`` of a free block holding a finished request's own content (``hash()`` never returns -1)
+
 
 @KV_MANAGERS.register("prefix")
 class PrefixCacheKV(KVManager):
@@ -45,6 +54,7 @@ class PrefixCacheKV(KVManager):
     name = "prefix"
     supports_prefix = True
     in_block_decode_free = False  # allocate() registers a block that fills (cache_full_blocks)
+    lazy_own = True  # own-content blocks registered when freed (module docstring); False: as they fill
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         super().__init__(num_blocks, block_size, watermark)
@@ -191,7 +201,9 @@ class PrefixCacheKV(KVManager):
             b = pop(last=False)[0]
             h = hashes[b]
             if h is not None:
-                if h in more:
+                if h == OWN:  # no lookup finds it: nothing to unregister
+                    pass
+                elif h in more:
                     self._evict_shared(b, h)
                 else:  # its only holder
                     del cached[h]
@@ -219,15 +231,43 @@ class PrefixCacheKV(KVManager):
         done = self._num_cached.get(seq.key, 0)
         if full <= done:
             return
+        self._num_cached[seq.key] = full
+        if self.lazy_own:  # own-content blocks wait for free()
+            full = min(full, self._shared_blocks(seq))
+        if full > done:
+            self._cache_blocks(seq, range(done, full))
+
+    def _shared_blocks(self, seq: Seq) -> int:
+        """Leading blocks whose content the request's prefix ids name (``_content``); the rest are its own."""
+        req = seq.req
+        return (len(req.prefix_hashes) * req.prefix_chunk_tokens) // self.block_size if req.prefix_hashes else 0
+
+    def _cache_blocks(self, seq: Seq, js) -> None:
+        """Register blocks ``js`` (indices, increasing) of ``seq`` under their chained hashes."""
         blocks = self._blocks[seq.key]
-        hashes = self._block_hashes(seq, full)
+        hashes = self._block_hashes(seq, js[-1] + 1)
         block_hash, first = self._hash, self._cached.setdefault
-        for j in range(done, full):
+        for j in js:
             b, h = blocks[j], hashes[j]
             block_hash[b] = h
             if first(h, b) != b:  # already held by an earlier block
                 self._more.setdefault(h, []).append(b)
-        self._num_cached[seq.key] = full
+
+    def _settle_own(self, seq: Seq, blocks: list[int]) -> None:
+        """At free: the own-content blocks registration deferred (``lazy_own``), those not already cached (hits
+        of a preempted request's earlier life): registered if ``seq`` may look them up again, else ``OWN``."""
+        start, full = self._shared_blocks(seq), self._num_cached.get(seq.key, 0)
+        if full <= start:
+            return
+        hashes = self._hash
+        if seq.status == "finished":
+            for b in blocks[start:full]:
+                if hashes[b] is None:
+                    hashes[b] = OWN
+            return
+        todo = [j for j in range(start, full) if hashes[blocks[j]] is None]
+        if todo:
+            self._cache_blocks(seq, todo)
 
     def free(self, seq: Seq) -> int:
         blocks = self._blocks.get(seq.key)
@@ -235,6 +275,8 @@ class PrefixCacheKV(KVManager):
             return 0
         # Blocks that filled during decode are registered now, then everything is released.
         self._register(seq, min(seq.num_computed, len(blocks) * self.block_size) // self.block_size)
+        if self.lazy_own:
+            self._settle_own(seq, blocks)
         del self._blocks[seq.key]
         self._num_cached.pop(seq.key, None)
         if seq.status == "finished":  # a preempted request looks its own blocks up again; a finished one not
@@ -258,6 +300,8 @@ class PrefixCacheKV(KVManager):
         assert sum(self._ref) == held, (sum(self._ref), held)
         for b in self._free:
             assert self._ref[b] == 0, b
+        for b, h in enumerate(self._hash):
+            assert h != OWN or self._ref[b] == 0, b  # nobody can hit an OWN block
         for h, b in self._cached.items():
             assert self._hash[b] == h, (b, h)
         for h, blocks in self._more.items():

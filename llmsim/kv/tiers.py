@@ -90,6 +90,7 @@ class TieredPrefixKV(PrefixCacheKV):
     (the profile's per-GPU host memory, 0 = unknown, not checked) and ``num_layers``."""
 
     name = "tiered"
+    lazy_own = False  # every evicted hash goes down a tier, so each block carries its real hash
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0, *, cpu_gb: float = 0.0,
                  disk_gb: float = 0.0, load: str = "blocking", disk_bytes_per_s: float = 5e9,
