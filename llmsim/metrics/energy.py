@@ -46,6 +46,8 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
     ``power_cap_time_factor``: how much longer the window's steps would take at the cap."""
     if not power:
         return {}
+    if not len(steps):  # no step rows (``record_steps=False``, or nothing ran): energy and the split unknown
+        return _without_steps(power, summary)
     in_window, span = window_steps(requests, steps)
     energy, busy_s, prefill_gpu_s, capped_s = 0.0, 0.0, 0.0, 0.0
     replica = in_window["replica"].to_numpy() if len(in_window) else np.zeros(0, dtype=np.int64)
@@ -81,3 +83,16 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
     if any(rp.profile.cap_w is not None and not rp.steps_capped for rp in power):
         out["power_cap_time_factor"] = capped_s / busy_s if busy_s > 0 else 1.0
     return out
+
+
+def _without_steps(power: Sequence[ReplicaPower], summary: dict) -> dict:
+    """What ``energy_fields`` can say without step rows: the bill over the tokens, never a made-up 0 J."""
+    usd_h = sum(rp.usd_per_hour for rp in power)
+    out_tps = summary.get("output_tokens_per_s") or 0.0
+    in_tps = summary.get("input_tokens_per_s") or 0.0
+    return {"energy_j": None, "power_mean_w": None, "energy_j_per_output_token": None, "energy_j_per_token": None,
+            "energy_j_per_request": None, "usd_per_hour": usd_h,
+            "cost_usd_per_m_tokens": usd_per_million_tokens(usd_h, in_tps + out_tps),
+            "cost_usd_per_m_output_tokens_all": usd_per_million_tokens(usd_h, out_tps),
+            "cost_usd_per_m_input_tokens": None, "cost_usd_per_m_output_tokens": None,
+            "power_figures": "+".join(dict.fromkeys(rp.profile.source for rp in power))}

@@ -49,6 +49,8 @@ class SimResult:
         out.update(energy_fields(self.requests, self.steps, self.power, out))
         out["cross_check_warnings"] = "; ".join(self._cross_check(out))
         out.update({k: v for k, v in self.info.items() if k not in out})
+        if self.info.get("steps_recorded") is False:  # steps in the measured window unknown; all: steps_simulated
+            out["num_steps"] = None
         return out
 
     def _cross_check(self, out: Mapping[str, Any]) -> list[str]:

@@ -81,3 +81,22 @@ def test_runs_without_step_rows_keep_every_request_prediction():
     for key in ("ttft_p99_s", "tpot_p50_s", "itl_p99_s", "throughput_rps", "e2e_p50_s"):
         assert a[key] == b[key], key
     assert b["kv_utilization_mean"] is None and b["mfu"] is None
+
+
+def test_runs_without_step_rows_report_unknown_not_zero():
+    """Energy, the input/output cost split and the steps in the measured window need the step rows: without
+    them they are None (all steps simulated: ``steps_simulated``), never the 0 J / $0 / 0 steps an empty table
+    would sum to."""
+    from llmsim.sim import simulate
+    from tests.sim.conftest import generate_requests
+
+    reqs = generate_requests(60, 20.0, seed=4)
+    kw = dict(model="llama-3.1-8b", hardware="h100-sxm", seed=0)
+    a, b = simulate(reqs, **kw).summary(), simulate(reqs, record_steps=False, **kw).summary()
+    assert a["energy_j"] > 0 and a["cost_usd_per_m_input_tokens"] > 0
+    for key in ("energy_j", "power_mean_w", "energy_j_per_output_token", "cost_usd_per_m_input_tokens",
+                "cost_usd_per_m_output_tokens"):
+        assert b[key] is None, key
+    assert b["num_steps"] is None and b["steps_simulated"] >= a["num_steps"] > 0
+    for key in ("usd_per_hour", "cost_usd_per_m_tokens", "cost_usd_per_m_output_tokens_all"):
+        assert b[key] == a[key], key
