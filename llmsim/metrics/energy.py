@@ -73,26 +73,30 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
         "energy_j_per_output_token": watts / out_tps if watts is not None and out_tps else None,
         "energy_j_per_token": watts / (in_tps + out_tps) if watts is not None and in_tps + out_tps else None,
         "energy_j_per_request": watts / rps if watts is not None and rps else None,
-        "usd_per_hour": usd_h,
-        "cost_usd_per_m_tokens": usd_per_million_tokens(usd_h, in_tps + out_tps),
-        "cost_usd_per_m_output_tokens_all": usd_per_million_tokens(usd_h, out_tps),
+        **_bill(power, summary),
         "cost_usd_per_m_input_tokens": usd_per_million_tokens(usd_h * share_in, in_tps),
         "cost_usd_per_m_output_tokens": usd_per_million_tokens(usd_h * (1 - share_in), out_tps),
-        "power_figures": "+".join(dict.fromkeys(rp.profile.source for rp in power)),
     }
+    out["power_figures"] = out.pop("power_figures")  # last, as before
     if any(rp.profile.cap_w is not None and not rp.steps_capped for rp in power):
         out["power_cap_time_factor"] = capped_s / busy_s if busy_s > 0 else 1.0
     return out
 
 
-def _without_steps(power: Sequence[ReplicaPower], summary: dict) -> dict:
-    """What ``energy_fields`` can say without step rows: the bill over the tokens, never a made-up 0 J."""
+def _bill(power: Sequence[ReplicaPower], summary: dict) -> dict:
+    """The cost columns that need no step rows: the hourly price over the tokens served."""
     usd_h = sum(rp.usd_per_hour for rp in power)
     out_tps = summary.get("output_tokens_per_s") or 0.0
     in_tps = summary.get("input_tokens_per_s") or 0.0
-    return {"energy_j": None, "power_mean_w": None, "energy_j_per_output_token": None, "energy_j_per_token": None,
-            "energy_j_per_request": None, "usd_per_hour": usd_h,
-            "cost_usd_per_m_tokens": usd_per_million_tokens(usd_h, in_tps + out_tps),
+    return {"usd_per_hour": usd_h, "cost_usd_per_m_tokens": usd_per_million_tokens(usd_h, in_tps + out_tps),
             "cost_usd_per_m_output_tokens_all": usd_per_million_tokens(usd_h, out_tps),
-            "cost_usd_per_m_input_tokens": None, "cost_usd_per_m_output_tokens": None,
             "power_figures": "+".join(dict.fromkeys(rp.profile.source for rp in power))}
+
+
+def _without_steps(power: Sequence[ReplicaPower], summary: dict) -> dict:
+    """What ``energy_fields`` can say without step rows: the bill over the tokens, never a made-up 0 J."""
+    energy = ("energy_j", "power_mean_w", "energy_j_per_output_token", "energy_j_per_token", "energy_j_per_request")
+    out = {**dict.fromkeys(energy), **_bill(power, summary), "cost_usd_per_m_input_tokens": None,
+           "cost_usd_per_m_output_tokens": None}
+    out["power_figures"] = out.pop("power_figures")  # the column order of energy_fields
+    return out
