@@ -187,15 +187,13 @@ def replay_requests(engine, suffix: str = "") -> list[str]:
     from llmsim.sim import simulate
     from llmsim.specs import load_hardware
     from llmsim.trust.realruns import load_request_runs
-    from llmsim.workload.request import Request
 
     path = DATA / "per_request_vllm_0.11.0.csv"
     if not path.is_file():
         return []
     lines = []
     for rr in load_request_runs(path):
-        reqs = [Request(i, a, p, o) for i, (a, p, o) in
-                enumerate(zip(rr.arrival_s, rr.prompt_tokens, rr.output_tokens, strict=True))]
+        reqs = rr.requests()
         res = simulate(reqs, model=rr.model, hardware=load_hardware(hardware_for("h100-sxm", suffix)), engine=engine,
                        scheduler={"kind": "vllm", "max_num_seqs": rr.max_num_seqs,
                                   "max_num_batched_tokens": rr.max_num_batched_tokens},

@@ -191,14 +191,33 @@ class RequestRun:
     output_tokens: tuple[int, ...]
     ttft_s: tuple[float, ...]
     e2e_s: tuple[float, ...]
+    shared_prefix_tokens: int = 0
+
+    def requests(self) -> list:
+        """The run's requests as llmsim replays them: exact arrivals and lengths, and the load generator's
+        shared prefix as content identity at vLLM's 16-token block granularity (its full blocks are one
+        content for every request; the rest of each prompt is the request's own)."""
+        from llmsim.workload.request import Request  # noqa: PLC0415 (keeps this module import-light)
+
+        shared = tuple(range(self.shared_prefix_tokens // PREFIX_BLOCK_TOKENS))
+        return [Request(i, a, p, o, prefix_hashes=shared[:p // PREFIX_BLOCK_TOKENS],
+                        prefix_chunk_tokens=PREFIX_BLOCK_TOKENS)
+                for i, (a, p, o) in enumerate(zip(self.arrival_s, self.prompt_tokens, self.output_tokens,
+                                                  strict=True))]
 
 
-# From the data's README: model served and scheduler limits of each per-request run.
+PREFIX_BLOCK_TOKENS = 16  # vLLM's block size in these runs (prefix ids at block granularity: exact identity)
+
+# Model served and scheduler limits of each per-request run (the data's README), and the length of the
+# prefix that guidellm's synthetic data prepends to every prompt of the run: `data.prefix_tokens` in the
+# run's profile.yaml (inference-sim/inference-sim, eval/ground_truth/<experiment>/profile.yaml, commit
+# e1a5cd74; guidellm SyntheticTextItemsGenerator draws one prefix and prepends it to every sample). The
+# server's log of the prefill runs shows the matching prefix-cache hit rate (~33 % of ~3,050-token prompts).
 REQUEST_RUNS = {
-    "jan21-llama7b-train-1": ("llama-2-7b", 4096, 4096, 256),
-    "jan20-codellama-train-1": ("codellama-34b", 8192, 4096, 256),
-    "jan20-codellama-prefill-1": ("codellama-34b", 8192, 64, 32),
-    "jan20-prefill-llama7b-tp1-1": ("codellama-34b", 4096, 4096, 256),
+    "jan21-llama7b-train-1": ("llama-2-7b", 4096, 4096, 256, 0),
+    "jan20-codellama-train-1": ("codellama-34b", 8192, 4096, 256, 0),
+    "jan20-codellama-prefill-1": ("codellama-34b", 8192, 64, 32, 1024),
+    "jan20-prefill-llama7b-tp1-1": ("codellama-34b", 4096, 4096, 256, 1024),
 }
 
 
@@ -206,12 +225,13 @@ def load_request_runs(path: str | Path) -> list[RequestRun]:
     with Path(path).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     out = []
-    for name, (model, mml, mnbt, seqs) in REQUEST_RUNS.items():
+    for name, (model, mml, mnbt, seqs, prefix) in REQUEST_RUNS.items():
         rr = sorted((r for r in rows if r["experiment"] == name), key=lambda r: float(r["arrival_s_rel"]))
         if not rr:
             continue
         out.append(RequestRun(name, model, mml, mnbt, seqs, tuple(float(r["arrival_s_rel"]) for r in rr),
                               tuple(int(r["prompt_tokens"]) for r in rr),
                               tuple(int(r["completion_tokens"]) for r in rr),
-                              tuple(float(r["ttft_s"]) for r in rr), tuple(float(r["e2e_s"]) for r in rr)))
+                              tuple(float(r["ttft_s"]) for r in rr), tuple(float(r["e2e_s"]) for r in rr),
+                              prefix))
     return out
