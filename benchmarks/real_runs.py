@@ -7,7 +7,9 @@ the named engine profile. Per run and stage it prints predicted and measured TTF
 and the derived inter-token time (E2E mean - TTFT mean) / (output - 1), the signed percentage errors, and
 whether llmsim reports the run overloaded. Medians of the absolute errors are over the healthy stages;
 every saturated run should be reported overloaded and no healthy one. Then the per-request vLLM 0.11.0
-records are replayed request by request (exact arrivals and lengths, server-side times).
+records are replayed request by request (exact arrivals and lengths, the load generator's shared prompt
+prefix, server-side times), with the decode time per token of the requests that had the real server to
+themselves (batch 1: one GPU step plus the serial CPU step, the cleanest split of the two).
 
 Prediction intervals (``llmsim.trust.intervals``): every healthy stage's residual ln(predicted / measured)
 per metric family, with the grade llmsim gave the run's metric, is judged against the interval built from
@@ -207,7 +209,23 @@ def replay_requests(engine, suffix: str = "") -> list[str]:
         lines.append(f"{rr.experiment:<28}{len(reqs):>5} req  per-request |err| median: TTFT {np.median(te):5.1f}% "
                      f"E2E {np.median(ee):5.1f}%   mean TTFT {err(ttft[fin].mean(), real_ttft[fin].mean()):+6.1f}% "
                      f"mean E2E {err(e2e[fin].mean(), real_e2e[fin].mean()):+6.1f}%")
+        alone = fin & isolated(rr)
+        if alone.any():  # batch-1 decode: GPU step + (serial) CPU step, no batching effects
+            out = np.asarray(rr.output_tokens)[alone] - 1
+            pred, real = np.median((e2e - ttft)[alone] / out), np.median((real_e2e - real_ttft)[alone] / out)
+            lines.append(f"{'':<28}{int(alone.sum()):>5} req  alone in the server: decode per token pred "
+                         f"{pred * 1e3:5.2f} ms real {real * 1e3:5.2f} ms ({err(pred, real):+5.1f}%)")
     return lines
+
+
+def isolated(rr) -> np.ndarray:
+    """Requests of a per-request run that had the real server to themselves (no other request between
+    their arrival and end) and decoded more than 8 tokens: their decode time per token is one sequence's
+    step time, free of batching and scheduling effects."""
+    start = np.asarray(rr.arrival_s)
+    end = start + np.asarray(rr.e2e_s)
+    overlap = (start[None, :] < end[:, None]) & (end[None, :] > start[:, None])
+    return (overlap.sum(axis=1) == 1) & (np.asarray(rr.output_tokens) > 8)
 
 
 def main(argv=None) -> int:
