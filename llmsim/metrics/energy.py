@@ -18,20 +18,20 @@ import numpy as np
 import pandas as pd
 
 from llmsim.cost.energy import ReplicaPower, idle_energy_j, step_energy_j, usd_per_million_tokens
-from llmsim.metrics.window import Window
+from llmsim.metrics.window import Rows, Window
 
 
-def window_steps(requests: pd.DataFrame, steps: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    """Steps starting inside the measurement window, and the window's length (the steps' makespan when
-    the run has no arrival window)."""
+def window_steps(requests: pd.DataFrame, steps: pd.DataFrame) -> tuple[Rows, float]:
+    """Steps starting inside the measurement window (read-only columns, ``llmsim.metrics.window.Rows``),
+    and the window's length (the steps' makespan when the run has no arrival window)."""
     window = Window.of(requests)
     if window.length_s > 0 and len(steps):
         start = steps["start_s"].to_numpy(np.float64)
-        return steps[(start >= window.start_s) & (start <= window.end_s)], window.length_s
+        return Rows(steps, (start >= window.start_s) & (start <= window.end_s)), window.length_s
     if not len(steps):
-        return steps, 0.0
+        return Rows(steps), 0.0
     start = steps["start_s"].to_numpy(np.float64)
-    return steps, float((start + steps["duration_s"].to_numpy(np.float64)).max() - start.min())
+    return Rows(steps), float((start + steps["duration_s"].to_numpy(np.float64)).max() - start.min())
 
 
 def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[ReplicaPower],
@@ -50,17 +50,17 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
         return _without_steps(power, summary)
     in_window, span = window_steps(requests, steps)
     energy, busy_s, prefill_gpu_s, capped_s = 0.0, 0.0, 0.0, 0.0
-    replica = in_window["replica"].to_numpy() if len(in_window) else np.zeros(0, dtype=np.int64)
+    replica = in_window["replica"] if len(in_window) else np.zeros(0, dtype=np.int64)
     for index, rp in enumerate(power):
-        mine = in_window[replica == index]
+        mine = in_window.where(replica == index)
         joules, factor = step_energy_j(rp, mine["flops"], mine["hbm_bytes"], mine["duration_s"])
-        dur = mine["duration_s"].to_numpy(np.float64)
+        dur = mine["duration_s"].astype(np.float64)
         busy = float((dur * factor).sum())
         energy += float(joules.sum()) + idle_energy_j(rp, span - busy)
         busy_s += float(dur.sum()) * rp.gpus
         capped_s += busy * rp.gpus
-        pre = mine["prefill_tokens"].to_numpy(np.float64)
-        tokens = pre + mine["decode_tokens"].to_numpy(np.float64)
+        pre = mine["prefill_tokens"].astype(np.float64)
+        tokens = pre + mine["decode_tokens"].astype(np.float64)
         prefill_gpu_s += float((dur * np.divide(pre, tokens, out=np.zeros_like(pre), where=tokens > 0)).sum()) * rp.gpus
     usd_h = sum(rp.usd_per_hour for rp in power)
     out_tps = summary.get("output_tokens_per_s") or 0.0

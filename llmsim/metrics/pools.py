@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from llmsim.metrics.window import measured_mask
+from llmsim.metrics.window import measured_mask, take_rows
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -39,7 +39,8 @@ def pool_summary(requests: pd.DataFrame, steps: pd.DataFrame,
         span = 1e-12
     for name, (role, members) in pools.items():
         key = f"pool.{name}."
-        st = steps[steps["replica"].isin(members)]
+        st = take_rows(steps, steps["replica"].isin(members).to_numpy(),
+                       ("duration_s", "kv_blocks_used", "kv_blocks_total", "batch_size"))
         dur = st["duration_s"].to_numpy(np.float64)
         util = st["kv_blocks_used"].to_numpy(np.float64) / np.maximum(st["kv_blocks_total"].to_numpy(np.float64), 1)
         out[key + "utilization"] = float(dur.sum()) / (span * max(1, len(members)))

@@ -4,7 +4,8 @@ Memory is bounded by active requests plus one row per finished request and per s
 live on the sequence only while it runs, and the global inter-token distribution is a fixed histogram.
 Rows are kept column-wise in typed arrays: 8-byte floats, 4-byte counts (``array('i')``), 8-byte ids, one
 shared reference per text field (~196 bytes per request, 80 per step); the tables are built once, column by
-column, releasing each array as it is copied out.
+column, releasing each array as it is copied out, and are never consolidated (copied again) into 2-D
+blocks; the step table keeps its counts as 4-byte integers (80 bytes per row; the request table's are 8).
 """
 
 from __future__ import annotations
@@ -128,24 +129,26 @@ def _empty(cols: dict, column: str) -> None:
     cols[column] = [] if isinstance(old, list) else array(old.typecode)
 
 
-def _column(values: array, is_int: bool) -> np.ndarray:
-    """A typed array's values as a new numpy column (int64 for counts, float64 otherwise)."""
+def _column(values: array, is_int: bool, int_dtype=np.int64) -> np.ndarray:
+    """A typed array's values as a new numpy column (``int_dtype`` for counts, float64 otherwise)."""
     if not len(values):
-        return np.empty(0, dtype=np.int64 if is_int else np.float64)
+        return np.empty(0, dtype=int_dtype if is_int else np.float64)
     arr = np.frombuffer(values, dtype={"d": np.float64, "i": np.int32, "q": np.int64}[values.typecode])
-    return arr.astype(np.int64 if is_int else np.float64)  # a copy: the log's buffer may grow again
+    return arr.astype(int_dtype if is_int else np.float64)  # a copy: the log's buffer may grow again
 
 
 def _sorted_frame(cols: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
     """``pd.DataFrame(cols).sort_values(keys, kind="stable").reset_index(drop=True)``, reordering the columns
     one by one before the table is built (one copy of the rows at a time, not two), and not at all when the
-    rows are already in order (one replica's steps are)."""
+    rows are already in order (one replica's steps are); the table takes the arrays as they are."""
     if not _is_sorted([cols[k] for k in keys]):
         key_arrays = [cols[k] for k in reversed(keys)]  # lexsort: last key first; stable, as sort_values
         order = np.lexsort(key_arrays) if len(keys) > 1 else np.argsort(key_arrays[0], kind="stable")
         for c in cols:
             cols[c] = cols[c][order]
-    return pd.DataFrame(cols)
+    # copy=False: each column stays its own block (no consolidation into one 2-D block per dtype, which
+    # would hold the rows twice while it copies); the columns are fresh arrays nobody else writes to
+    return pd.DataFrame(cols, copy=False)
 
 
 def _is_sorted(keys: list[np.ndarray]) -> bool:
@@ -227,8 +230,8 @@ class StepLog:
         """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``."""
         self.flush_gaps()
         cols = {}
-        for c in STEP_COLUMNS:
-            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS)
+        for c in STEP_COLUMNS:  # counts stay 4-byte integers: a long run's table is mostly step rows
+            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS, np.int32)
             if release:
                 _empty(self._cols, c)
         if release:

@@ -16,7 +16,7 @@ import pandas as pd
 from llmsim.metrics.histogram import LogHistogram
 from llmsim.metrics.overload import Overload, detect_overload
 from llmsim.metrics.slo import REQUEST_KEYS, evaluate_slo, slo_attainment
-from llmsim.metrics.window import Window, measured_mask
+from llmsim.metrics.window import Rows, Window, measured_mask, take_rows
 
 __all__ = ["Overload", "detect_overload", "latency_stats", "littles_law", "slo_attainment", "summarize"]
 
@@ -58,8 +58,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
               peak_hbm_bytes_per_s: float = 0.0, overload: Overload | None = None) -> dict:
     """Flat dict of the run's measured requests; ``peak_*`` are totals over all GPUs of all replicas (for
     MFU / MBU); ``slo``: see ``llmsim.metrics.slo``; ``overload``: the verdict (judged here when None)."""
-    meas = _rows(requests, measured_mask(requests))
-    fin = _rows(meas, (meas["status"] == "finished").to_numpy())
+    meas = take_rows(requests, measured_mask(requests))
+    fin = take_rows(meas, (meas["status"] == "finished").to_numpy())
     window = Window.of(requests)
     out: dict = _counts(requests, meas)
     t0 = float(meas["arrival_s"].min()) if len(meas) else 0.0
@@ -74,10 +74,10 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
     out.update(_throughput(requests, meas, fin, window))
     out["preemptions"] = int(meas["preemptions"].sum()) if len(meas) else 0
     out["prefix_hit_tokens"] = int(meas["prefix_hit_tokens"].sum()) if len(meas) else 0
-    in_window = steps
+    in_window = Rows(steps)
     if window.length_s > 0 and len(steps):
         start = steps["start_s"].to_numpy(np.float64)
-        in_window = steps[(start >= window.start_s) & (start <= window.end_s)]
+        in_window = Rows(steps, (start >= window.start_s) & (start <= window.end_s))
     out.update(_step_stats(in_window, peak_flops_per_s, peak_hbm_bytes_per_s))
     out.update(littles_law(requests, steps))
     overload = overload if overload is not None else detect_overload(requests, steps)
@@ -87,12 +87,6 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
         if overload.overloaded:
             out["slo_met"] = False  # the measured latencies are a transient; the steady state is worse
     return {k: (_clean(v) if isinstance(v, float) else v) for k, v in out.items()}
-
-
-def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    """``df[mask]``, without copying the table when every row is selected (the usual case of a long run);
-    summaries only read the tables."""
-    return df if bool(mask.all()) else df[mask]
 
 
 def _counts(requests: pd.DataFrame, meas: pd.DataFrame) -> dict:
@@ -119,12 +113,12 @@ def _throughput(requests: pd.DataFrame, meas: pd.DataFrame, fin: pd.DataFrame, w
             "output_tokens_per_s": float(done["output_tokens"].sum()) / span}
 
 
-def _step_stats(steps: pd.DataFrame, peak_flops: float, peak_bytes: float) -> dict:
+def _step_stats(steps: Rows, peak_flops: float, peak_bytes: float) -> dict:
     if not len(steps):
         return {"num_steps": 0, "kv_utilization_mean": None, "kv_utilization_max": None, "mfu": None, "mbu": None}
-    dur = steps["duration_s"].to_numpy(dtype=np.float64)
-    util = steps["kv_blocks_used"].to_numpy(dtype=np.float64) / steps["kv_blocks_total"].to_numpy(dtype=np.float64)
-    start = steps["start_s"].to_numpy(dtype=np.float64)
+    dur = steps["duration_s"].astype(np.float64)
+    util = steps["kv_blocks_used"].astype(np.float64) / steps["kv_blocks_total"].astype(np.float64)
+    start = steps["start_s"].astype(np.float64)
     span = max(float((start + dur).max() - start.min()), 1e-12)
     return {
         "num_steps": len(steps),

@@ -63,3 +63,39 @@ class Window:
         fin = requests[requests["status"] == "finished"]
         end = fin["finish_s"].to_numpy(np.float64)
         return fin[(end >= self.start_s) & (end <= self.end_s)]
+
+
+def take_rows(df: pd.DataFrame, mask: np.ndarray, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """``df[mask]`` (only ``columns``, when given) for read-only use: the table itself when every row is
+    selected, and otherwise a copy of just the columns asked for, so that a summary of a long run does not
+    hold a second full copy of its step table."""
+    if columns is not None:
+        columns = [c for c in columns if c in df.columns]
+    if bool(mask.all()):
+        return df if columns is None else df[columns]
+    return df.loc[mask] if columns is None else df.loc[mask, columns]
+
+
+class Rows:
+    """Read-only columns of the rows of ``df`` that ``mask`` selects (None: all of them), each handed out as
+    a numpy array when asked for: a summary of a long run holds one selected column at a time, never a
+    copy of its step table. ``Rows(df, m)["x"]`` equals ``df[m]["x"].to_numpy()``."""
+
+    def __init__(self, df: pd.DataFrame, mask: np.ndarray | None = None) -> None:
+        self._df = df
+        self._mask = None if mask is None or bool(mask.all()) else np.asarray(mask, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self._df) if self._mask is None else int(self._mask.sum())
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        values = self._df[column].to_numpy()
+        return values if self._mask is None else values[self._mask]
+
+    def where(self, mask: np.ndarray) -> Rows:
+        """The rows of these that ``mask`` (over these rows) selects."""
+        if self._mask is None:
+            return Rows(self._df, mask)
+        both = self._mask.copy()
+        both[both] = mask
+        return Rows(self._df, both)

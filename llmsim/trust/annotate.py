@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.cost.evidence import evidence_fractions, weighted_fractions
+from llmsim.metrics.window import take_rows
 from llmsim.trust.grades import Evidence, grade, worst
 from llmsim.trust.intervals import FAMILIES, LEVEL, ResidualTable, load_residuals, metric_interval
 
@@ -48,13 +49,15 @@ def kernel_evidence(cost_model, steps: pd.DataFrame, context: float) -> dict[str
     """Kernel-time fractions by source over ``steps``, from one costed step per duration octile."""
     if not len(steps):
         return evidence_fractions([])
-    order = steps.sort_values("duration_s", kind="stable")
+    dur = steps["duration_s"].to_numpy()
+    order = np.argsort(dur, kind="stable")  # the rows by duration (no sorted copy of the table)
+    by_duration = pd.Series(dur[order])
     parts = []
     for chunk in np.array_split(np.arange(len(order)), min(SAMPLES, len(order))):
-        row = order.iloc[int(chunk[len(chunk) // 2])]
+        row = steps.iloc[int(order[chunk[len(chunk) // 2]])]
         new, ctx = _batch(row, context)
         parts.append((evidence_fractions(cost_model.operator_costs(new, ctx)),
-                      float(order["duration_s"].iloc[chunk].sum())))
+                      float(by_duration.iloc[chunk].sum())))
     return weighted_fractions(parts)
 
 
@@ -70,6 +73,7 @@ def engine_step_share(runtime, steps: pd.DataFrame) -> float:
     return float(shown.sum() / max(dur.sum(), 1e-300))
 
 
+CAPACITY_COLUMNS = ("duration_s", "batch_size", "prefill_tokens", "decode_tokens", "kv_blocks_used", "kv_blocks_total")
 WINDOWS = 4  # capacity use is judged per quarter of the run and the highest kept (a staged load peaks late)
 
 
@@ -80,7 +84,7 @@ def peak_capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
     start = steps["start_s"].to_numpy(np.float64)
     edges = np.linspace(start.min(), start.max(), WINDOWS + 1)
     which = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, WINDOWS - 1)
-    return max(capacity_use(dep, steps[which == k], context) for k in range(WINDOWS))
+    return max(capacity_use(dep, take_rows(steps, which == k, CAPACITY_COLUMNS), context) for k in range(WINDOWS))
 
 
 def capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
@@ -127,7 +131,7 @@ def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.Data
     parts, eng, press, weights = [], [], [], []
     for pool in cluster.pools:
         idx = pools.get(pool.name, (None, ()))[1] if pools else ()
-        st = steps[steps["replica"].isin(idx)] if idx and "replica" in steps else steps
+        st = take_rows(steps, steps["replica"].isin(idx).to_numpy()) if idx and "replica" in steps else steps
         dep = pool.deployment
         w = float(st["duration_s"].sum()) if len(st) else 0.0
         parts.append((kernel_evidence(dep.cost_model, st, context), w))

@@ -50,7 +50,8 @@ def test_a_step_costs_80_bytes():
     df = log.frame()
     assert list(df.columns) == list(STEP_COLUMNS)
     assert df["kv_blocks_used"].tolist() == [10 + i for i in range(100)] + [200 + i for i in range(10)]
-    assert df["kv_blocks_used"].dtype == np.int64 and df["flops"].dtype == np.float64
+    assert df["kv_blocks_used"].dtype == np.int32 and df["flops"].dtype == np.float64
+    assert df.memory_usage(index=False).sum() / len(df) == 80  # the table too: 4-byte counts, 8-byte floats
 
 
 def test_tables_equal_a_stable_sort_whether_or_not_rows_arrive_in_order():
