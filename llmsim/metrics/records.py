@@ -89,7 +89,8 @@ class RequestLog:
         cols: dict[str, np.ndarray] = {}
         for c in REQUEST_COLUMNS:
             v = self._cols[c]
-            cols[c] = np.asarray(v, dtype=object) if c in self.OBJECT_COLUMNS else _column(v, c in self.INT_COLUMNS)
+            cols[c] = (np.asarray(v, dtype=object) if c in self.OBJECT_COLUMNS
+                       else _column(v, c in self.INT_COLUMNS, take=release))
             if release:
                 _empty(self._cols, c)
         if release:
@@ -129,12 +130,16 @@ def _empty(cols: dict, column: str) -> None:
     cols[column] = [] if isinstance(old, list) else array(old.typecode)
 
 
-def _column(values: array, is_int: bool, int_dtype=np.int64) -> np.ndarray:
-    """A typed array's values as a new numpy column (``int_dtype`` for counts, float64 otherwise)."""
+def _column(values: array, is_int: bool, int_dtype=np.int64, take: bool = False) -> np.ndarray:
+    """A typed array's values as a numpy column (``int_dtype`` for counts, float64 otherwise): a copy, or with
+    ``take`` (the log lets go of ``values``) the array's own buffer where it already has that type."""
+    want = int_dtype if is_int else np.float64
     if not len(values):
-        return np.empty(0, dtype=int_dtype if is_int else np.float64)
+        return np.empty(0, dtype=want)
     arr = np.frombuffer(values, dtype={"d": np.float64, "i": np.int32, "q": np.int64}[values.typecode])
-    return arr.astype(int_dtype if is_int else np.float64)  # a copy: the log's buffer may grow again
+    if take and arr.dtype == want:
+        return arr  # keeps ``values`` alive as its base; nothing appends to it any more
+    return arr.astype(want)  # a copy: the log's buffer may grow again
 
 
 def _sorted_frame(cols: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
@@ -231,7 +236,7 @@ class StepLog:
         self.flush_gaps()
         cols = {}
         for c in STEP_COLUMNS:  # counts stay 4-byte integers: a long run's table is mostly step rows
-            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS, np.int32)
+            cols[c] = _column(self._cols[c], c in self.INT_COLUMNS, np.int32, take=release)
             if release:
                 _empty(self._cols, c)
         if release:
