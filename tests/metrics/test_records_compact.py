@@ -101,3 +101,23 @@ def test_runs_without_step_rows_report_unknown_not_zero():
     assert b["num_steps"] is None and b["steps_simulated"] >= a["num_steps"] > 0
     for key in ("usd_per_hour", "cost_usd_per_m_tokens", "cost_usd_per_m_output_tokens_all"):
         assert b[key] == a[key], key
+
+
+def test_selected_rows_read_as_the_filtered_table():
+    """``Rows`` / ``take_rows`` (what summaries read instead of ``steps[mask]`` copies) select the same rows,
+    masks of masks included, and hand back the table itself when every row is selected."""
+    from llmsim.metrics.window import Rows, take_rows
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"x": rng.normal(size=50), "n": rng.integers(0, 9, 50).astype(np.int32)})
+    for _ in range(20):
+        m1 = rng.random(50) < 0.7
+        rows = Rows(df, m1)
+        sub = df[m1]
+        assert len(rows) == len(sub) and rows["x"].tolist() == sub["x"].tolist()
+        m2 = rng.random(len(sub)) < 0.5
+        assert rows.where(m2)["n"].tolist() == sub[m2]["n"].tolist()
+        assert take_rows(df, m1, ("n",)).equals(df.loc[m1, ["n"]])
+    everything = np.ones(50, dtype=bool)
+    assert take_rows(df, everything) is df and Rows(df, everything)["x"] is not None
+    assert Rows(df).where(everything)["x"].tolist() == df["x"].tolist()
