@@ -241,7 +241,8 @@ def main(argv=None) -> int:
     print("leave-one-model-out median |err|: " + " ".join(f"{m}={v:.1f}%" for m, v in med_out.items()))
     if args.write:
         fitted_on = (f"benchmarks/fit_engine.py on {len(runs)} healthy runs of ../shared/data/real_runs/"
-                     f"vllm_0.15.1_runs.csv ({len(models)} models, H100), hardware profiles '{args.hardware_suffix}', "
+                     f"vllm_0.15.1_runs.csv and the per-request vLLM 0.11.0 runs of per_request_vllm_0.11.0.csv "
+                     f"({len(models)} models, H100), hardware profiles '{args.hardware_suffix}', "
                      f"time scale {args.time_scale}; leave-one-model-out medians " +
                      ", ".join(f"{m} {v:.1f}%" for m, v in med_out.items()))
         print(f"wrote {write_profile(args.engine, step_s, per_seq_s, f_all, fitted_on)}")
