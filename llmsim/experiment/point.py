@@ -56,13 +56,14 @@ def _slo(point: Point) -> dict[str, float]:
     return {**targets, "attainment": slo.attainment} if targets else {}
 
 
-def mark_phases(requests: pd.DataFrame, point: Point) -> pd.DataFrame:
-    """The requests table with its ``phase`` column (warmup / measured / cooldown, in arrival order)."""
+def mark_phases(requests: pd.DataFrame, point: Point, inplace: bool = False) -> pd.DataFrame:
+    """The requests table with its ``phase`` column (warmup / measured / cooldown, in arrival order);
+    ``inplace``: added to ``requests`` itself, not to a copy."""
     from llmsim.metrics.window import mark_phases as mark
 
     stop = point.config.stop
     return mark(requests, warmup_requests=stop.warmup_requests, warmup_s=stop.warmup_s,
-                cooldown_requests=stop.cooldown_requests, cooldown_s=stop.cooldown_s)
+                cooldown_requests=stop.cooldown_requests, cooldown_s=stop.cooldown_s, inplace=inplace)
 
 
 def closed_loop_feed(closed, stream, seed: int):
@@ -91,7 +92,7 @@ def _with_phases(result, point: Point):
 
     from llmsim.metrics.overload import detect_overload
 
-    requests = mark_phases(result.requests, point)
+    requests = mark_phases(result.requests, point, inplace=True)  # the run's own table: no copy of it
     verdict = detect_overload(requests, result.steps, result.info.get("unfinished", 0), result.info.get("end_s"))
     return replace(result, requests=requests, overloaded=verdict)
 

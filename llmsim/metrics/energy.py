@@ -50,18 +50,22 @@ def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[R
         return _without_steps(power, summary)
     in_window, span = window_steps(requests, steps)
     energy, busy_s, prefill_gpu_s, capped_s = 0.0, 0.0, 0.0, 0.0
-    replica = in_window["replica"] if len(in_window) else np.zeros(0, dtype=np.int64)
-    for index, rp in enumerate(power):
-        mine = in_window.where(replica == index)
-        joules, factor = step_energy_j(rp, mine["flops"], mine["hbm_bytes"], mine["duration_s"])
-        dur = mine["duration_s"].astype(np.float64)
-        busy = float((dur * factor).sum())
-        energy += float(joules.sum()) + idle_energy_j(rp, span - busy)
-        busy_s += float(dur.sum()) * rp.gpus
+    sums = np.zeros((len(power), 4))  # per replica: step joules, capped busy s, busy s, prefill share of busy s
+    for block in in_window.blocks():  # one block's temporaries at a time (a run's table is often one block)
+        replica = block["replica"] if len(block) else np.zeros(0, dtype=np.int64)
+        for index, rp in enumerate(power):
+            mine = block.where(replica == index)
+            joules, factor = step_energy_j(rp, mine["flops"], mine["hbm_bytes"], mine["duration_s"])
+            dur = mine["duration_s"].astype(np.float64)
+            pre = mine["prefill_tokens"].astype(np.float64)
+            tokens = pre + mine["decode_tokens"].astype(np.float64)
+            sums[index] += (joules.sum(), (dur * factor).sum(), dur.sum(),
+                            (dur * np.divide(pre, tokens, out=np.zeros_like(pre), where=tokens > 0)).sum())
+    for (joules, busy, dur, pre), rp in zip(sums.tolist(), power, strict=True):
+        energy += joules + idle_energy_j(rp, span - busy)
+        busy_s += dur * rp.gpus
         capped_s += busy * rp.gpus
-        pre = mine["prefill_tokens"].astype(np.float64)
-        tokens = pre + mine["decode_tokens"].astype(np.float64)
-        prefill_gpu_s += float((dur * np.divide(pre, tokens, out=np.zeros_like(pre), where=tokens > 0)).sum()) * rp.gpus
+        prefill_gpu_s += pre * rp.gpus
     usd_h = sum(rp.usd_per_hour for rp in power)
     out_tps = summary.get("output_tokens_per_s") or 0.0
     in_tps = summary.get("input_tokens_per_s") or 0.0

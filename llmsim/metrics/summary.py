@@ -49,7 +49,10 @@ def littles_law(requests: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float 
     t1 = float(fin["finish_s"].max())
     span = max(t1 - t0, 1e-12)
     w = (fin["finish_s"] - fin["arrival_s"]).to_numpy(dtype=np.float64)  # engine-side time in system
-    L = float((steps["num_in_system"] * steps["duration_s"]).sum()) / span
+    busy = 0.0
+    for b in Rows(steps).blocks():  # time-weighted requests in the system, a block of steps at a time
+        busy += (b["num_in_system"] * b["duration_s"]).sum()
+    L = float(busy) / span
     return {"littles_L": L, "littles_lambda_W": float(len(fin) / span * w.mean())}
 
 
@@ -116,16 +119,31 @@ def _throughput(requests: pd.DataFrame, meas: pd.DataFrame, fin: pd.DataFrame, w
 def _step_stats(steps: Rows, peak_flops: float, peak_bytes: float) -> dict:
     if not len(steps):
         return {"num_steps": 0, "kv_utilization_mean": None, "kv_utilization_max": None, "mfu": None, "mbu": None}
-    dur = steps["duration_s"].astype(np.float64)
-    util = steps["kv_blocks_used"].astype(np.float64) / steps["kv_blocks_total"].astype(np.float64)
-    start = steps["start_s"].astype(np.float64)
-    span = max(float((start + dur).max() - start.min()), 1e-12)
+    # Sums, extremes and counts over blocks of the table (``Rows.blocks``): a long run's summary holds one
+    # block's temporaries; a table of one block gives the whole-column figures exactly.
+    busy = util_busy = flops = hbm = 0.0
+    util_max = end = -np.inf
+    first = np.inf
+    batch = tokens = 0
+    for b in steps.blocks():
+        if not len(b):
+            continue
+        dur = b["duration_s"].astype(np.float64)
+        util = b["kv_blocks_used"].astype(np.float64) / b["kv_blocks_total"].astype(np.float64)
+        start = b["start_s"].astype(np.float64)
+        end, first = max(end, (start + dur).max()), min(first, start.min())
+        util_busy, busy = util_busy + (util * dur).sum(), busy + dur.sum()
+        util_max = max(util_max, util.max())
+        batch += int(b["batch_size"].sum(dtype=np.int64))
+        flops, hbm = flops + b["flops"].sum(), hbm + b["hbm_bytes"].sum()
+        tokens += int(b["prefill_tokens"].sum(dtype=np.int64) + b["decode_tokens"].sum(dtype=np.int64))
+    span = max(float(end - first), 1e-12)
     return {
         "num_steps": len(steps),
-        "kv_utilization_mean": float((util * dur).sum() / max(dur.sum(), 1e-12)),
-        "kv_utilization_max": float(util.max()),
-        "mean_batch_size": float(steps["batch_size"].mean()),
-        "mfu": float(steps["flops"].sum()) / (span * peak_flops) if peak_flops else None,
-        "mbu": float(steps["hbm_bytes"].sum()) / (span * peak_bytes) if peak_bytes else None,
-        "computed_tokens_per_s": float((steps["prefill_tokens"] + steps["decode_tokens"]).sum()) / span,
+        "kv_utilization_mean": float(util_busy / max(busy, 1e-12)),
+        "kv_utilization_max": float(util_max),
+        "mean_batch_size": batch / len(steps),
+        "mfu": float(flops) / (span * peak_flops) if peak_flops else None,
+        "mbu": float(hbm) / (span * peak_bytes) if peak_bytes else None,
+        "computed_tokens_per_s": tokens / span,
     }

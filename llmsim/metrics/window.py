@@ -8,19 +8,22 @@ arrival, when nothing arrives any more, is not steady state).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 PHASES = ("warmup", "measured", "cooldown")
+ROW_BLOCK = 1 << 18  # rows per block of a reduction over a long table (``Rows.blocks``)
 
 
 def mark_phases(requests: pd.DataFrame, *, warmup_requests: int = 0, warmup_s: float = 0.0,
-                cooldown_requests: int = 0, cooldown_s: float = 0.0) -> pd.DataFrame:
+                cooldown_requests: int = 0, cooldown_s: float = 0.0, inplace: bool = False) -> pd.DataFrame:
     """A copy of ``requests`` with a ``phase`` column: the first ``warmup_requests`` arrivals and those
     before ``warmup_s`` (simulated time) are ``warmup``; the last ``cooldown_requests`` arrivals and those
-    within ``cooldown_s`` of the last arrival are ``cooldown``; the rest ``measured``. Rows keep their order."""
+    within ``cooldown_s`` of the last arrival are ``cooldown``; the rest ``measured``. Rows keep their order.
+    ``inplace``: add the column to ``requests`` itself and return it (a long run's table is not copied)."""
     n = len(requests)
     arrival = requests["arrival_s"].to_numpy(np.float64)
     order = np.lexsort((requests["id"].to_numpy(), arrival))  # arrival order, ties by id
@@ -30,7 +33,10 @@ def mark_phases(requests: pd.DataFrame, *, warmup_requests: int = 0, warmup_s: f
     warm = (rank < warmup_requests) | (arrival < warmup_s)
     cool = (rank >= n - cooldown_requests) | (arrival > last - cooldown_s if cooldown_s > 0 else False)
     phase = np.where(warm, "warmup", np.where(cool, "cooldown", "measured")).astype(object)
-    return requests.assign(phase=phase)
+    if not inplace:
+        return requests.assign(phase=phase)
+    requests["phase"] = phase
+    return requests
 
 
 def measured_mask(requests: pd.DataFrame) -> np.ndarray:
@@ -91,6 +97,19 @@ class Rows:
     def __getitem__(self, column: str) -> np.ndarray:
         values = self._df[column].to_numpy()
         return values if self._mask is None else values[self._mask]
+
+    def blocks(self, size: int | None = None) -> Iterator[Rows]:
+        """These rows, in consecutive blocks of at most ``size`` rows of the table (default ``ROW_BLOCK``): a
+        reduction over a long run then holds one block's temporaries, not several copies of a column of the
+        whole table. A table of at most ``size`` rows is one block, these rows themselves (a reduction over
+        it is the whole-column one, to the bit); a block may select no rows."""
+        size = ROW_BLOCK if size is None else size
+        n = len(self._df)
+        if n <= size:
+            yield self
+            return
+        for a in range(0, n, size):
+            yield Rows(self._df.iloc[a:a + size], None if self._mask is None else self._mask[a:a + size])
 
     def where(self, mask: np.ndarray) -> Rows:
         """The rows of these that ``mask`` (over these rows) selects."""
