@@ -76,23 +76,49 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+WRITE_ROWS = 1 << 20  # rows per Parquet row group of a long table (each converted and written on its own)
+
+
+def _atomic_file(path: Path, write) -> None:
+    """``write(tmp)`` into a hidden temporary beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parquet_in_groups(df: pd.DataFrame, tmp: str) -> None:
+    """A table longer than ``WRITE_ROWS`` as consecutive row groups, each converted to Arrow and written
+    before the next: the write holds one group's copy, not the whole table's. Same columns and types as
+    ``to_parquet`` (one schema for the file, from the whole table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+        for a in range(0, len(df), WRITE_ROWS):
+            part = pa.Table.from_pandas(df.iloc[a:a + WRITE_ROWS], schema=schema, preserve_index=False)
+            writer.write_table(part, row_group_size=WRITE_ROWS)
+
+
 def write_table(df: pd.DataFrame, path_stem: Path) -> Path:
-    """Parquet when pyarrow is present, else CSV; written atomically. Returns the path written."""
+    """Parquet when pyarrow is present, else CSV; written atomically and streamed (a long table is written
+    in row groups, a CSV row chunks at a time, never as one text in memory). Returns the path written."""
     if has_parquet():
         path = path_stem.with_suffix(".parquet")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            df.to_parquet(tmp, index=False)
-            os.chmod(tmp, _file_mode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if len(df) > WRITE_ROWS:
+            _atomic_file(path, lambda tmp: _parquet_in_groups(df, tmp))
+        else:
+            _atomic_file(path, lambda tmp: df.to_parquet(tmp, index=False))
         return path
     path = path_stem.with_suffix(".csv")
-    atomic_write_text(path, df.to_csv(index=False))
+    _atomic_file(path, lambda tmp: df.to_csv(tmp, index=False))
     return path
 
 
@@ -125,8 +151,15 @@ class Results:
         return self._requests[point_id]
 
     def steps(self, point_id: str) -> pd.DataFrame:
+        """The point's step table; a point that ran with ``output.steps: false`` has none (no rows)."""
         if point_id not in self._steps and self.directory is not None:
-            self._steps[point_id] = read_table(self.directory / "points" / point_id / "steps")
+            pdir = self.directory / "points" / point_id
+            if (pdir / "summary.json").is_file() and not any((pdir / f"steps{x}").is_file() for x in (".parquet", ".csv")):
+                from llmsim.metrics.records import empty_steps
+
+                self._steps[point_id] = empty_steps()
+            else:
+                self._steps[point_id] = read_table(pdir / "steps")
         return self._steps[point_id]
 
     @classmethod
