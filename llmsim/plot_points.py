@@ -114,10 +114,15 @@ def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
     written = []
     for label in labels:
         rows = summary[(summary["label"] == label) & (summary["seed"] == seed)]
+        tables = {pid: results.steps(pid) for pid in rows["point_id"]}
+        if not any(len(t) for t in tables.values()):
+            print(f"note: timeline{'' if label == 'all points' else ' of ' + label}: left out, no step table "
+                  "(the points ran with output.steps: false, or ran no step)", file=sys.stderr)
+            continue
         fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
         colors = _rate_colors(rows[rate_col].unique())
         for _, r in rows.sort_values(rate_col).iterrows():
-            steps = results.steps(r["point_id"])
+            steps = tables[r["point_id"]]
             if len(steps):
                 _timeline(axes, steps, colors[r[rate_col]], f"{r[rate_col]:g} req/s{_WORD.get(r.get('load_verdict'), '')}",
                           _STYLE.get(r.get("load_verdict"), "-"))

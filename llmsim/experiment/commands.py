@@ -89,7 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         from llmsim.plots import plot_all
 
         plot_all(out)
-    print(f"\nresults in {out}/ (summary table and summary.json, per-point requests and steps, run.log"
+    tables = "requests and steps" if cfg.output.steps else "requests (no steps: output.steps false)"
+    print(f"\nresults in {out}/ (summary table and summary.json, per-point {tables}, run.log"
           f"{'' if args.no_plots else ', plots/'})")
     return 0
 

@@ -195,6 +195,16 @@ class CostConfig(_Strict):
         return v.get(name) if isinstance(v, dict) else v
 
 
+class OutputConfig(_Strict):
+    """What each point writes to the results directory besides its ``summary.json``: ``requests`` (one row
+    per request) is always written; ``steps: false`` leaves out the table of one row per simulated step (a
+    million-request run has some five million), and the timeline plot with it. The summary is the same
+    either way: its step figures (KV use, MFU, energy, ...) come from the run's own step records, dropped
+    once the summary is made."""
+
+    steps: bool = True
+
+
 class ExperimentConfig(_Strict):
     """One experiment: a base configuration plus an optional sweep. See ``llmsim schema``."""
 
@@ -223,6 +233,7 @@ class ExperimentConfig(_Strict):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     sweep: SweepConfig = Field(default_factory=SweepConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("scheduler", "kv", "router")
     @classmethod

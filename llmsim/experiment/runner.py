@@ -51,12 +51,17 @@ def _summary_row(point: Point, summary: Mapping[str, Any]) -> dict[str, Any]:
 def _run_and_store(point: Point, out_dir: Path | None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
     """Run one point; with ``out_dir``, write its tables and then its summary (the completion marker)."""
     summary, requests, steps = run_point(point)
+    if not point.config.output.steps:  # output.steps: false: the summary is made; let the step rows go
+        from llmsim.metrics.records import empty_steps
+
+        steps = empty_steps()
     text = json.dumps(summary, indent=1, sort_keys=True, default=json_default)
     summary = json.loads(text)  # the same types and key order whether fresh or read back on a re-run
     if out_dir is not None:
         pdir = out_dir / "points" / point.id
         write_table(requests, pdir / "requests")
-        write_table(steps, pdir / "steps")
+        if point.config.output.steps:
+            write_table(steps, pdir / "steps")
         atomic_write_text(pdir / "summary.json", text)
         return summary, None, None
     return summary, requests, steps

@@ -242,3 +242,9 @@ class StepLog:
         if release:
             self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
         return _sorted_frame(cols, ["start_s", "replica", "engine"])
+
+
+def empty_steps() -> pd.DataFrame:
+    """A step table with no rows (the columns and types of ``StepLog.frame``): what a point run with
+    ``output.steps: false`` has."""
+    return StepLog().frame(release=True)
