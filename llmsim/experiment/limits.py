@@ -2,9 +2,11 @@
 
 A run keeps one row per request and one per simulated step until it ends, so its memory grows with both.
 The check here is a floor, not a forecast: every request costs at least ``REQUEST_ROW_BYTES`` and every
-step at least ``STEP_ROW_BYTES`` (the rows as logged, the DataFrame built from them and its sorted copy;
-measured with ``/usr/bin/time`` on the quickstart model at 0.5 and 5 req/s: 0.40 kB per step row, 7.5 kB
-per request all told), and a step emits at most ``max_num_seqs`` tokens. A run whose floor already exceeds
+step at least ``STEP_ROW_BYTES``, the sizes of their rows as the tables hold them (``llmsim.metrics.records``:
+a request's 11 floats, 10 8-byte counts and 5 shared text references, its phase included: 208 bytes; a
+step's 4 floats and 12 4-byte counts: 80 bytes), and a step emits at most ``max_num_seqs`` tokens. A
+whole process needs more (measured with ``/usr/bin/time``: a one-replica run of 1,000,000 requests with
+Azure-conversation lengths, 5.2 million steps, peaked at about 1.2 GB). A run whose floor already exceeds
 the memory this machine has free would be killed after hours, so it is refused before it starts.
 """
 
@@ -19,8 +21,8 @@ import numpy as np
 from llmsim.errors import ConfigError
 
 MAX_POINTS = 10_000  # sweep points x seeds in one experiment
-REQUEST_ROW_BYTES = 600
-STEP_ROW_BYTES = 400
+REQUEST_ROW_BYTES = 208
+STEP_ROW_BYTES = 80
 SAMPLE_REQUESTS = 256  # drawn (with a fixed seed of their own) to estimate mean lengths
 
 

@@ -76,7 +76,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-WRITE_ROWS = 1 << 20  # rows per Parquet row group of a long table (each converted and written on its own)
+WRITE_ROWS = 1 << 18  # rows per Parquet row group of a long table (each converted and written on its own)
 
 
 def _atomic_file(path: Path, write) -> None:

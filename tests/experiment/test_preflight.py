@@ -105,17 +105,17 @@ def test_warmup_longer_than_a_replayed_trace(tmp_path, capsys):
 
 
 def test_run_size_floor_by_hand():
-    # fixed 256-token outputs, max_num_seqs 256: at least one step row (400 B) per request on top of its own
-    # row (600 B), so 1,000 B per request; 90 % of 1 GB admits 900,000 requests
+    # fixed 256-token outputs, max_num_seqs 256: at least one step row (80 B) per request on top of its own
+    # row (208 B), so 288 B per request; 90 % of 1 GB admits 0.9e9 / 288 = 3,125,000 requests
     spec = load_workload({"arrival": {"kind": "poisson", "rate_per_s": 1.0},
                           "input_len": {"kind": "fixed", "value": 10},
                           "output_len": {"kind": "fixed", "value": 256}})
-    stop = SimpleNamespace(num_requests=900_000, duration_s=None, warmup_requests=0)
-    assert check_run_size("f", stop, spec, 256, 4096, available=1e9) == 900_000
-    stop.num_requests = 900_001
-    with pytest.raises(ConfigError, match=r"^f: stop\.num_requests: 900,001 requests need at least 0\.9 GB for "
-                                          r"their records \(1\.0 kB each, steps included\), but only 1\.0 GB is "
-                                          r"free here: at most about 900,000 requests fit"):
+    stop = SimpleNamespace(num_requests=3_125_000, duration_s=None, warmup_requests=0)
+    assert check_run_size("f", stop, spec, 256, 4096, available=1e9) == 3_125_000
+    stop.num_requests = 3_125_001
+    with pytest.raises(ConfigError, match=r"^f: stop\.num_requests: 3,125,001 requests need at least 0\.9 GB for "
+                                          r"their records \(0\.3 kB each, steps included\), but only 1\.0 GB is "
+                                          r"free here: at most about 3,125,000 requests fit"):
         check_run_size("f", stop, spec, 256, 4096, available=1e9)
     # a duration caps the count at rate x duration (+1): 2 req/s for 100 s is 201 requests at most
     stop = SimpleNamespace(num_requests=None, duration_s=100.0, warmup_requests=0)
