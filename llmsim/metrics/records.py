@@ -156,11 +156,22 @@ def _sorted_frame(cols: dict[str, np.ndarray], keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols, copy=False)
 
 
+SORT_CHECK_ROWS = 1 << 18  # rows per block of the order check (its temporaries are a block's, not a table's)
+
+
 def _is_sorted(keys: list[np.ndarray]) -> bool:
-    """Whether rows are in non-decreasing lexicographic order of ``keys`` (then a stable sort keeps them)."""
+    """Whether rows are in non-decreasing lexicographic order of ``keys`` (then a stable sort keeps them),
+    checked over overlapping blocks of ``SORT_CHECK_ROWS`` rows."""
     first = keys[0]
     if first.size < 2 or first.dtype == object:
         return first.size < 2
+    n = first.size
+    return all(_block_sorted([k[a:min(n, a + SORT_CHECK_ROWS + 1)] for k in keys])
+               for a in range(0, n - 1, SORT_CHECK_ROWS))
+
+
+def _block_sorted(keys: list[np.ndarray]) -> bool:
+    first = keys[0]
     d = np.diff(first)
     if (d < 0).any():
         return False

@@ -121,3 +121,21 @@ def test_selected_rows_read_as_the_filtered_table():
     everything = np.ones(50, dtype=bool)
     assert take_rows(df, everything) is df and Rows(df, everything)["x"] is not None
     assert Rows(df).where(everything)["x"].tolist() == df["x"].tolist()
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1 << 18])
+def test_order_check_over_blocks_is_the_pairwise_definition(block, monkeypatch):
+    """The order check runs over overlapping blocks of rows (bounded temporaries): a pair out of order that
+    straddles two blocks must still be seen."""
+    import llmsim.metrics.records as records
+
+    monkeypatch.setattr(records, "SORT_CHECK_ROWS", block)
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(0, 12))
+        keys = [np.sort(rng.integers(0, 3, n)).astype(np.float64), rng.integers(0, 2, n)]
+        if rng.random() < 0.5 and n > 1:  # break the order at one random place
+            i = int(rng.integers(1, n))
+            keys[0][i - 1], keys[0][i] = keys[0][i] + 1, keys[0][i - 1]
+        pairs = list(zip(keys[0].tolist(), keys[1].tolist(), strict=True))
+        assert records._is_sorted(keys) == all(a <= b for a, b in zip(pairs, pairs[1:], strict=False)), (block, pairs)
