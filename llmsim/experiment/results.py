@@ -151,16 +151,28 @@ class Results:
         return self._requests[point_id]
 
     def steps(self, point_id: str) -> pd.DataFrame:
-        """The point's step table; a point that ran with ``output.steps: false`` has none (no rows)."""
+        """The point's step table; a point that ran with ``output.steps: false`` (``points.json`` says so)
+        has none: no rows. A table that should be there and is not is an error, as for requests."""
         if point_id not in self._steps and self.directory is not None:
-            pdir = self.directory / "points" / point_id
-            if (pdir / "summary.json").is_file() and not any((pdir / f"steps{x}").is_file() for x in (".parquet", ".csv")):
+            if not self._wrote_steps(point_id):
                 from llmsim.metrics.records import empty_steps
 
                 self._steps[point_id] = empty_steps()
             else:
-                self._steps[point_id] = read_table(pdir / "steps")
+                self._steps[point_id] = read_table(self.directory / "points" / point_id / "steps")
         return self._steps[point_id]
+
+    def _wrote_steps(self, point_id: str) -> bool:
+        index = self.directory / "points.json"
+        try:
+            points = json.loads(index.read_text()) if index.is_file() else []
+        except (OSError, ValueError):
+            return True
+        for p in points if isinstance(points, list) else []:
+            if isinstance(p, dict) and p.get("id") == point_id:
+                output = (p.get("config") or {}).get("output") or {}
+                return output.get("steps", True) is not False
+        return True
 
     @classmethod
     def load(cls, directory: str | Path) -> Results:

@@ -60,6 +60,10 @@ def test_output_steps_false_writes_no_step_table_and_the_same_summary(tmp_path):
     steps = Results.load(tmp_path / "b").steps(without.summary["point_id"].iloc[0])
     assert len(steps) == 0 and list(steps.columns) == list(STEP_COLUMNS)
     assert len(without.steps(without.summary["point_id"].iloc[0])) == 0  # in memory too: not kept
+    for f in a.glob("steps.*"):  # a table the run wrote and that went missing is not read as "no steps"
+        f.unlink()
+    with pytest.raises(Exception, match="no .parquet or .csv table"):
+        Results.load(tmp_path / "a").steps(pid)
 
 
 def test_a_point_without_summary_still_has_no_table_to_read(tmp_path):
