@@ -6,7 +6,10 @@ generator's pool of recurring prompts at a fixed interval in back-to-back stages
 the named engine profile. Per run and stage it prints predicted and measured TTFT and E2E (mean, p90, p99)
 and the derived inter-token time (E2E mean - TTFT mean) / (output - 1), the signed percentage errors, and
 whether llmsim reports the run overloaded. Medians of the absolute errors are over the healthy stages;
-every saturated run should be reported overloaded and no healthy one. Then the per-request vLLM 0.11.0
+every saturated run should be reported overloaded and no healthy one. Where a saturated stage queues in
+both (mean TTFT over 1 s), both decode at the ``max_num_seqs`` cap: the derived inter-token time there is
+printed too, the only check of a full batch of long contexts (the healthy runs hold far fewer sequences).
+Then the per-request vLLM 0.11.0
 records are replayed request by request (exact arrivals and lengths, the load generator's shared prompt
 prefix, server-side times), with the decode time per token of the requests that had the real server to
 themselves (batch 1: one GPU step plus the serial CPU step, the cleanest split of the two).
@@ -115,6 +118,18 @@ def report(results: list[dict]) -> dict[str, list[float]]:
                 print(f"{'':<44}{i:>3}{st.rate_per_s:>6.1f}  {m:<10}{pred[m] * 1e3:>10.1f}"
                       f"{st.measured[m] * 1e3:>10.1f}{e:>+8.1f}")
     return abs_errs
+
+
+def saturated_decode(sat: list[dict]) -> list[tuple[str, int, float, float]]:
+    """(run, stage, predicted ITL, measured ITL) of the saturated stages where both the real server and the
+    simulation queue requests (mean TTFT over 1 s), so that both decode at their running-sequence cap: a
+    check of the step time at a full batch of long contexts, which the healthy runs never reach."""
+    out = []
+    for r in sat:
+        for i, (st, pred) in enumerate(zip(r["run"].stages, r["stages"], strict=True)):
+            if min(pred["ttft_mean"], st.measured["ttft_mean"]) > 1.0:
+                out.append((r["run"].experiment, i, pred["itl"], st.measured["itl"]))
+    return out
 
 
 FAMILIES = (*METRICS, "throughput")
@@ -276,6 +291,14 @@ def main(argv=None) -> int:
     false_pos = [r["run"].experiment for r in healthy if r["overloaded"]]
     print(f"saturated runs reported overloaded: {flagged}/{len(sat)}; healthy runs reported overloaded: "
           f"{len(false_pos)} {false_pos if false_pos else ''}")
+    at_cap = saturated_decode(sat)
+    if at_cap:
+        print("decode time per token where the real server and llmsim both queue (mean TTFT > 1 s: both at the "
+              "max_num_seqs cap):")
+        for name, i, pred, real in at_cap:
+            print(f"  {name[:43]:<44}{i:>3}  pred {pred * 1e3:6.1f} ms  real {real * 1e3:6.1f} ms  "
+                  f"({err(pred, real):+.1f}%)")
+        print(f"  median {np.median([err(p, m) for *_, p, m in at_cap]):+.1f}% (n={len(at_cap)})")
     skipped = [r["run"].experiment for r in results if "skipped" in r]
     if skipped:
         print(f"skipped {len(skipped)} runs: {', '.join(skipped)}")
