@@ -3,7 +3,7 @@
 Memory is bounded by active requests plus one row per finished request and per step: per-token gaps
 live on the sequence only while it runs, and the global inter-token distribution is a fixed histogram.
 Rows are kept column-wise in typed arrays: 8-byte floats, 4-byte counts (``array('i')``), 8-byte ids, one
-shared reference per text field (~196 bytes per request, 80 per step); the tables are built once, column by
+shared reference per text field (164 bytes per request, 80 per step); the tables are built once, column by
 column, releasing each array as it is copied out, and are never consolidated (copied again) into 2-D
 blocks; the step table keeps its counts as 4-byte integers (80 bytes per row; the request table's are 8).
 """

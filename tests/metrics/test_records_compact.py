@@ -30,7 +30,7 @@ def test_a_finished_request_costs_under_200_bytes():
     n = 2000
     for i in range(n):
         log.finished(finished_seq(i), 0)
-    assert record_bytes(log) / n < 200  # 12 floats + 10 counts (4 B) + an 8-byte id + 4 references = 196
+    assert record_bytes(log) / n == 164  # 11 floats + 9 counts (4 B) + an 8-byte id + 4 references
     df = log.frame()
     assert list(df.columns) == list(REQUEST_COLUMNS)
     assert df["id"].dtype == np.int64 and df["computed_tokens"].dtype == np.int64
