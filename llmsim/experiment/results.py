@@ -144,6 +144,7 @@ class Results:
     directory: Path | None = None
     _requests: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     _steps: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _no_steps: set[str] | None = field(default=None, repr=False)  # points run with output.steps: false
 
     def requests(self, point_id: str) -> pd.DataFrame:
         if point_id not in self._requests and self.directory is not None:
@@ -163,11 +164,18 @@ class Results:
         return self._steps[point_id]
 
     def _wrote_steps(self, point_id: str) -> bool:
-        index = self.directory / "points.json"
-        try:
-            points = json.loads(index.read_text()) if index.is_file() else []
-        except (OSError, ValueError):
-            return True
+        if self._no_steps is None:  # read points.json once
+            self._no_steps = set()
+            index = self.directory / "points.json"
+            try:
+                points = json.loads(index.read_text()) if index.is_file() else []
+            except (OSError, ValueError):
+                points = []
+            for p in points if isinstance(points, list) else []:
+                output = ((p.get("config") or {}).get("output") or {}) if isinstance(p, dict) else {}
+                if output.get("steps", True) is False:
+                    self._no_steps.add(p.get("id"))
+        return point_id not in self._no_steps
         for p in points if isinstance(points, list) else []:
             if isinstance(p, dict) and p.get("id") == point_id:
                 output = (p.get("config") or {}).get("output") or {}
