@@ -198,7 +198,7 @@ class CostConfig(_Strict):
 class OutputConfig(_Strict):
     """What each point writes to the results directory besides its ``summary.json``: ``requests`` (one row
     per request) is always written; ``steps: false`` leaves out the table of one row per simulated step (a
-    million-request run has some five million), and the timeline plot with it. The summary is the same
+    million-request run has some six million), and the timeline plot with it. The summary is the same
     either way: its step figures (KV use, MFU, energy, ...) come from the run's own step records, dropped
     once the summary is made."""
 

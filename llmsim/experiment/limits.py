@@ -6,7 +6,7 @@ step at least ``STEP_ROW_BYTES``, the sizes of their rows as the tables hold the
 a request's 11 floats, 10 8-byte counts and 5 shared text references, its phase included: 208 bytes; a
 step's 4 floats and 12 4-byte counts: 80 bytes), and a step emits at most ``max_num_seqs`` tokens. A
 whole process needs more (measured with ``/usr/bin/time``: a one-replica run of 1,000,000 requests with
-Azure-conversation lengths, 5.2 million steps, peaked at about 1.2 GB). A run whose floor already exceeds
+Azure-conversation lengths, 6.4 million steps, peaked at about 1.2 GB). A run whose floor already exceeds
 the memory this machine has free would be killed after hours, so it is refused before it starts.
 """
 
