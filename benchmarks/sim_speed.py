@@ -11,6 +11,10 @@ time). Cases:
   conversation trace (shared data, 19,366 requests over ~1 h) repeated back to back, on ``single``'s replica
   at twice the trace's speed (~10.8 req/s, about half its capacity), without a row per step
   (``record_steps=False``; ``--trace-steps`` keeps them);
+- ``run1m``: what ``llmsim run`` does with a 1,000,000-request experiment (``--run-requests``): Poisson
+  10 req/s with the Azure 2023 conversation trace's lengths on ``single``'s replica, simulated, summarised
+  (trust annotation included) and written to a scratch results directory (step table included), in one
+  fresh process as the CLI runs it; its peak RSS is the whole process's;
 - ``mixed8``: 8 mixed replicas behind least-outstanding routing, 100,000 requests (``--cluster-requests``);
 - ``pd4x4``: 4 prefill + 4 decode replicas (InfiniBand 400 Gb/s per GPU, whole-cache transfers,
   least-outstanding decode routing), 100,000 requests.
@@ -23,8 +27,9 @@ requests_per_cpu_s=N steps_per_cpu_s=N realtime_factor=N peak_rss_mb=N bytes_per
 ``single`` and a cluster case, ``cluster_cost_ratio`` (the largest CPU time per request of a cluster case over
 the single replica's; the target is <= 2).
 
-    python benchmarks/sim_speed.py [--cases single,vidur,trace1m,mixed8,pd4x4] [--requests 10000]
-        [--cluster-requests 100000] [--trace-requests 1000000] [--trace-steps] [--load 0.8] [--seed 0]
+    python benchmarks/sim_speed.py [--cases single,vidur,trace1m,run1m,mixed8,pd4x4] [--requests 10000]
+        [--cluster-requests 100000] [--trace-requests 1000000] [--run-requests 1000000] [--trace-steps]
+        [--load 0.8] [--seed 0]
         [--profile]
 """
 
@@ -47,7 +52,7 @@ from llmsim.workload.request import Request
 
 MODEL, HARDWARE = "llama-3.1-8b", "h100-sxm"
 SCHEDULER = {"kind": "vllm", "mode": "v1"}
-CASES = ("single", "vidur", "trace1m", "mixed8", "pd4x4")
+CASES = ("single", "vidur", "trace1m", "run1m", "mixed8", "pd4x4")
 HERE = Path(__file__).resolve().parent
 VIDUR_YAML = HERE / "vidur_scenario.yaml"
 AZURE_CONV = HERE.parent.parent / "shared" / "data" / "traces" / "azure2023_conv.csv"
@@ -113,9 +118,37 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def table_rows(stem: Path) -> int:
+    """Rows of a written results table, without reading it back (the Parquet footer, or CSV lines)."""
+    if stem.with_suffix(".parquet").is_file():
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(stem.with_suffix(".parquet")).metadata.num_rows
+    with open(stem.with_suffix(".csv"), "rb") as f:
+        return sum(1 for _ in f) - 1
+
+
+def run_config(n: int) -> dict:
+    """The ``run1m`` experiment, as a user would write it."""
+    return {"name": "run1m", "model": MODEL, "hardware": HARDWARE, "scheduler": dict(SCHEDULER),
+            "workload": {"arrival": {"kind": "poisson", "rate_per_s": 10.0},
+                         "lengths": {"kind": "trace", "path": str(AZURE_CONV)}},
+            "stop": {"num_requests": n}, "seeds": [0]}
+
+
 def _simulate(case: str, n: int, rate: float, seed: int):
     """(summary dict, number of steps, number of requests) of the case's timed run; workload generation is
     lazy and interleaved with the simulation (timed too, as a user's run would pay for it)."""
+    if case == "run1m":
+        import tempfile
+
+        from llmsim.experiment.runner import run_experiment
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res = run_experiment(run_config(n), Path(tmp) / "run1m")
+            s = res.summary.iloc[0].to_dict()
+            steps = table_rows(Path(tmp) / "run1m" / "points" / s["point_id"] / "steps")
+        return s, steps, int(s["num_requests"])
     if case == "vidur":
         from llmsim.experiment.point import run_point
         from llmsim.experiment.runner import _coerce
@@ -140,7 +173,7 @@ def _capacity(case: str, seed: int) -> float:
 
 
 def run_case(case: str, n: int, load: float, seed: int) -> dict:
-    rate = load * _capacity(case, seed) if case not in ("vidur", "trace1m") else 0.0  # untimed
+    rate = load * _capacity(case, seed) if case not in ("vidur", "trace1m", "run1m") else 0.0  # untimed
     rss0 = rss_bytes()
     c0 = time.process_time()
     s, steps, n_done = _simulate(case, n, rate, seed)
@@ -164,14 +197,15 @@ def run_case(case: str, n: int, load: float, seed: int) -> dict:
 
 
 def _requests_for(case: str, args) -> int:
-    return {"single": args.requests, "vidur": args.requests, "trace1m": args.trace_requests}.get(
-        case, args.cluster_requests)
+    return {"single": args.requests, "vidur": args.requests, "trace1m": args.trace_requests,
+            "run1m": args.run_requests}.get(case, args.cluster_requests)
 
 
 def _child(case: str, args) -> dict:
     """Run one case in a fresh interpreter (its own peak RSS); its result is the last stdout line (JSON)."""
     cmd = [sys.executable, __file__, "--one", case, "--requests", str(args.requests), "--cluster-requests",
-           str(args.cluster_requests), "--trace-requests", str(args.trace_requests), "--load", str(args.load),
+           str(args.cluster_requests), "--trace-requests", str(args.trace_requests), "--run-requests",
+           str(args.run_requests), "--load", str(args.load),
            "--seed", str(args.seed)] + (["--trace-steps"] if args.trace_steps else [])
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
     lines = proc.stdout.rstrip().splitlines()
@@ -184,6 +218,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--cluster-requests", type=int, default=100_000)
     ap.add_argument("--trace-requests", type=int, default=1_000_000)
+    ap.add_argument("--run-requests", type=int, default=1_000_000)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
