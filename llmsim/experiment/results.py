@@ -59,26 +59,6 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-WRITE_ROWS = 1 << 18  # rows per Parquet row group of a long table (each converted and written on its own)
-
-
 def _atomic_file(path: Path, write) -> None:
     """``write(tmp)`` into a hidden temporary beside ``path``, then rename it to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +71,17 @@ def _atomic_file(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_file(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+WRITE_ROWS = 1 << 18  # rows per Parquet row group of a long table (each converted and written on its own)
 
 
 def _parquet_in_groups(df: pd.DataFrame, tmp: str) -> None:
@@ -176,11 +167,6 @@ class Results:
                 if output.get("steps", True) is False:
                     self._no_steps.add(p.get("id"))
         return point_id not in self._no_steps
-        for p in points if isinstance(points, list) else []:
-            if isinstance(p, dict) and p.get("id") == point_id:
-                output = (p.get("config") or {}).get("output") or {}
-                return output.get("steps", True) is not False
-        return True
 
     @classmethod
     def load(cls, directory: str | Path) -> Results:
