@@ -17,6 +17,13 @@ Mirrors ``vllm/v1/core/{kv_cache_manager,block_pool,single_type_kv_cache_manager
 - a lookup walks the request's block hashes from the first and stops at the first miss; at most
   ``num_tokens - 1`` tokens are served from the cache (the last one is recomputed to sample).
 
+The free queue is a ``deque`` of block ids: new blocks leave from its head, freed ones join at its tail, both
+O(1) and in bulk. A hit on a free block (``touch``) leaves its entry where it is and counts it stale
+(``_stale[b]``); the queue's entries of a block other than its newest are all stale and all older, so the
+head skips a block's entry while the block has stale ones. That is the order vLLM's doubly linked
+``FreeKVCacheBlockQueue`` keeps, without a Python object per block; the queue is rebuilt without its stale
+entries when they outnumber the blocks.
+
 Block content: the request's ``prefix_hashes`` (one id per ``prefix_chunk_tokens`` tokens; equal ids at
 equal positions mean equal content) name the content of the tokens they cover; every other token (the rest
 of the prompt, the output) is unique to its request. A block's content key is the id of the chunk holding
@@ -33,7 +40,7 @@ per-block hashing while a request runs.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque
 from typing import TYPE_CHECKING
 
 from llmsim.kv.base import KV_MANAGERS, KVManager, ceil_div
@@ -58,7 +65,9 @@ class PrefixCacheKV(KVManager):
 
     def __init__(self, num_blocks: int, block_size: int = 16, watermark: float = 0.0) -> None:
         super().__init__(num_blocks, block_size, watermark)
-        self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))  # head = next to use
+        self._free: deque[int] = deque(range(num_blocks))  # head = next to use; stale entries included
+        self._stale = [0] * num_blocks  # entries of each block in ``_free`` that are not its current one
+        self._num_stale = 0
         self._ref = [0] * num_blocks
         self._hash: list[int | None] = [None] * num_blocks
         self._cached: dict[int, int] = {}  # block hash -> the first registered block holding it
@@ -153,7 +162,30 @@ class PrefixCacheKV(KVManager):
 
     @property
     def num_cached_idle_blocks(self) -> int:
-        return sum(1 for b in self._free if self._hash[b] is not None)
+        return sum(1 for b in self.free_queue() if self._hash[b] is not None)
+
+    def free_queue(self, n: int | None = None) -> list[int]:
+        """The free blocks in queue order, head first (the first ``n`` of them: the next ``_take(n)``)."""
+        out: list[int] = []
+        if n is not None and n <= 0:
+            return out
+        skip: dict[int, int] = {}
+        stale = self._stale
+        for b in self._free:
+            s = stale[b] - skip.get(b, 0)
+            if s > 0:  # one of its stale entries
+                skip[b] = skip.get(b, 0) + 1
+                continue
+            out.append(b)
+            if n is not None and len(out) >= n:
+                break
+        return out
+
+    def _compact(self) -> None:
+        """Drop the stale entries from the free queue (order kept)."""
+        self._free = deque(self.free_queue())
+        self._stale = [0] * self.num_blocks
+        self._num_stale = 0
 
     # --- verbs ---------------------------------------------------------------------------------------
     def allocate(self, seq: Seq, num_tokens: int) -> bool:
@@ -185,8 +217,9 @@ class PrefixCacheKV(KVManager):
         return True
 
     def _touch(self, b: int) -> None:
-        if self._ref[b] == 0:
-            del self._free[b]
+        if self._ref[b] == 0:  # out of the free queue: its entry there goes stale
+            self._stale[b] += 1
+            self._num_stale += 1
             self.num_free_blocks -= 1
             self.num_allocated += 1
         self._ref[b] += 1
@@ -194,11 +227,15 @@ class PrefixCacheKV(KVManager):
     def _take(self, n: int) -> list[int]:
         """``n`` blocks from the head of the free queue, dropping the cached hashes they held."""
         out = []
-        free, hashes, ref, cached, more = self._free, self._hash, self._ref, self._cached, self._more
-        pop, add = free.popitem, out.append
+        hashes, ref, cached, more, stale = self._hash, self._ref, self._cached, self._more, self._stale
+        pop, add = self._free.popleft, out.append
         evicted = 0
         for _ in range(n):
-            b = pop(last=False)[0]
+            b = pop()
+            while stale[b]:  # an entry left behind by a hit on a free block
+                stale[b] -= 1
+                self._num_stale -= 1
+                b = pop()
             h = hashes[b]
             if h is not None:
                 if h == OWN:  # no lookup finds it: nothing to unregister
@@ -281,24 +318,30 @@ class PrefixCacheKV(KVManager):
         self._num_cached.pop(seq.key, None)
         if seq.status == "finished":  # a preempted request looks its own blocks up again; a finished one not
             self._hashes.pop(seq.key, None)
-        released = 0
-        ref, free = self._ref, self._free
+        ref, back = self._ref, []
+        add = back.append
         for b in reversed(blocks):  # tail first: the deepest blocks are evicted first
             r = ref[b] - 1
             ref[b] = r
             if r == 0:
-                free[b] = None
-                released += 1
+                add(b)
+        self._free.extend(back)
+        released = len(back)
         self.num_free_blocks += released
         self.num_freed += released
+        if self._num_stale > self.num_blocks:
+            self._compact()
         return released
 
     def check(self) -> None:
         super().check()
-        assert len(self._free) == self.num_free_blocks, (len(self._free), self.num_free_blocks)
+        queue = self.free_queue()
+        assert len(queue) == self.num_free_blocks, (len(queue), self.num_free_blocks)
+        assert len(self._free) == len(queue) + self._num_stale == len(queue) + sum(self._stale)
+        assert len(set(queue)) == len(queue)
         held = sum(len(b) for b in self._blocks.values())
         assert sum(self._ref) == held, (sum(self._ref), held)
-        for b in self._free:
+        for b in queue:
             assert self._ref[b] == 0, b
         for b, h in enumerate(self._hash):
             assert h != OWN or self._ref[b] == 0, b  # nobody can hit an OWN block

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from llmsim.errors import ConfigError
@@ -179,7 +178,7 @@ class TieredPrefixKV(PrefixCacheKV):
 
     # --- eviction goes down a tier --------------------------------------------------------------------
     def _take(self, n: int) -> list[int]:
-        evicted = [h for b in islice(self._free, n) if (h := self._hash[b]) is not None]
+        evicted = [h for b in self.free_queue(n) if (h := self._hash[b]) is not None]
         out = super()._take(n)
         for h in evicted:
             if h not in self._cached:  # the last GPU copy of that content is gone

@@ -118,7 +118,7 @@ def test_prefix_cache_evicts_from_the_free_queue_head_tail_blocks_first():
     kv.allocate(a, 16)  # takes blocks 0-3; 4 and 5 stay at the queue head
     a.num_computed = 16
     kv.free(a)  # queue: 4, 5, then a's blocks tail first: 3, 2, 1, 0
-    assert list(kv._free) == [4, 5, 3, 2, 1, 0]
+    assert kv.free_queue() == [4, 5, 3, 2, 1, 0]
     b = make_seq(2, inp=12, hashes=(5, 6, 7), chunk=4)  # unrelated, 3 blocks: uses 4, 5 and evicts block 3
     assert kv.allocate(b, 12)
     assert kv.num_evicted == 1

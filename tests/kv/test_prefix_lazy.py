@@ -1,13 +1,17 @@
 """Deferred registration of own-content blocks (``PrefixCacheKV.lazy_own``) changes nothing observable: the
 same random admissions, decodes, preemptions and finishes on a lazy and an eager cache give the same hits,
-the same free queue (block for block), the same evictions and the same idle cached blocks at every step."""
+the same free queue (block for block), the same evictions and the same idle cached blocks at every step.
+The free queue with stale entries (a ``deque``) keeps the order an ordered dict with removal in place keeps."""
 
 from __future__ import annotations
+
+from collections import OrderedDict, deque
 
 import numpy as np
 import pytest
 
 from llmsim.kv import PrefixCacheKV
+from llmsim.kv import prefix as prefix_module
 from llmsim.sched.seq import Seq
 from llmsim.workload.request import Request
 
@@ -16,8 +20,41 @@ class EagerPrefixKV(PrefixCacheKV):
     lazy_own = False
 
 
+class OrderedDictPrefixKV(PrefixCacheKV):
+    """The free queue as an ordered dict: a touched block leaves it in place (the reference order)."""
+
+    def __init__(self, num_blocks: int, block_size: int = 16) -> None:
+        super().__init__(num_blocks, block_size)
+        self._od: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
+
+    def free_queue(self, n=None):
+        return list(self._od)[:n]
+
+    def _touch(self, b):
+        if self._ref[b] == 0:
+            del self._od[b]
+            self.num_free_blocks -= 1
+            self.num_allocated += 1
+        self._ref[b] += 1
+
+    def _take(self, n):
+        blocks = [self._od.popitem(last=False)[0] for _ in range(n)]
+        self._free = deque(blocks)  # the parent's pass over them: evictions, references, counters
+        self._stale = [0] * self.num_blocks
+        return super()._take(n)
+
+    def free(self, seq):
+        blocks = list(self._blocks.get(seq.key, ()))
+        released = super().free(seq)
+        self._od.update((b, None) for b in reversed(blocks) if self._ref[b] == 0)
+        return released
+
+    def check(self):
+        pass
+
+
 def _observe(kv: PrefixCacheKV) -> tuple:
-    return (list(kv._free), kv.num_evicted, kv.num_hit_tokens, kv.num_query_tokens, kv.num_cached_idle_blocks,
+    return (kv.free_queue(), kv.num_evicted, kv.num_hit_tokens, kv.num_query_tokens, kv.num_cached_idle_blocks,
             kv.num_free_blocks)
 
 
@@ -76,3 +113,15 @@ def test_lazy_own_blocks_match_eager_registration(seed):
     assert len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True))  # (no list diff on failure)
     assert any(t[0] == "preempt" for t in a if isinstance(t[0], str))  # the interesting case happens
     assert lazy.num_evicted > 0 and lazy.num_hit_tokens > 0
+
+
+def test_free_queue_with_stale_entries_keeps_the_ordered_dict_order(monkeypatch):
+    compactions = []
+    real = prefix_module.PrefixCacheKV._compact
+    monkeypatch.setattr(prefix_module.PrefixCacheKV, "_compact", lambda kv: (compactions.append(1), real(kv)))
+    for seed in range(6):
+        fast, ref = PrefixCacheKV(48, 8), OrderedDictPrefixKV(48, 8)
+        a, b = _drive(fast, seed), _drive(ref, seed)
+        assert len(a) == len(b) and all(x == y for x, y in zip(a, b, strict=True)), seed
+        assert fast.num_hit_tokens > 0 and fast.num_evicted > 0
+    assert compactions  # hits on free blocks left enough stale entries to rebuild the queue
