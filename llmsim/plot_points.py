@@ -36,6 +36,26 @@ def _measured(req: pd.DataFrame) -> pd.DataFrame:
     return req[keep]
 
 
+LATENCY_COLUMNS = ("ttft_s", "tpot_s", "e2e_s")
+CDF_POINTS = 2048  # points drawn per CDF curve: evenly spaced ranks, the first and last included
+
+
+def _measured_latencies(results: Results, point_id: str) -> pd.DataFrame:
+    """TTFT, TPOT and E2E of the point's measured finished requests, the requests table read a block at a
+    time and only those columns (a million-request table is never held whole)."""
+    parts = [_measured(b)[list(LATENCY_COLUMNS)]
+             for b in results.request_blocks(point_id, ("status", "phase", *LATENCY_COLUMNS))]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(LATENCY_COLUMNS))
+
+
+def _cdf_points(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, cumulative fractions) of sorted ``v`` at ``CDF_POINTS`` evenly spaced ranks at most: the
+    empirical CDF's own points, thinned where a long run has more than a figure can show."""
+    n = len(v)
+    idx = np.arange(n) if n <= CDF_POINTS else np.unique(np.linspace(0, n - 1, CDF_POINTS).round().astype(np.int64))
+    return v[idx], (idx + 1) / n
+
+
 def _rated(summary: pd.DataFrame, rate_col: str, figure: str) -> pd.DataFrame:
     """The rows that have a rate to draw at; a point without one (no measured requests, so no measured
     arrival rate: a very short closed-loop run) is left out of ``figure``, and a note says so."""
@@ -78,14 +98,15 @@ def _cdf_row(results: Results, rows: pd.DataFrame, rate_col: str, axes, label: s
     colors = _rate_colors(rows[rate_col].unique())
     values = {col: [] for col in ("ttft_s", "tpot_s", "e2e_s")}
     for rate, g in rows.groupby(rate_col, sort=True):
-        req = pd.concat([_measured(results.requests(pid)) for pid in g["point_id"]], ignore_index=True)
+        req = pd.concat([_measured_latencies(results, pid) for pid in g["point_id"]], ignore_index=True)
         verdict = _verdict(g)
         for ax, col in zip(axes, values, strict=True):
             v = np.sort(req[col].dropna().to_numpy(float)) * (1.0 if col == "e2e_s" else 1e3)
             v = v[v > 0]
             if len(v):
                 values[col].append(v)
-                ax.plot(v, np.arange(1, len(v) + 1) / len(v), color=colors[rate], linestyle=_STYLE.get(verdict, "-"),
+                x, y = _cdf_points(v)
+                ax.plot(x, y, color=colors[rate], linestyle=_STYLE.get(verdict, "-"),
                         label=f"{rate:g} req/s{_WORD.get(verdict, '')}")
     names = (("ttft_s", "TTFT", "ms"), ("tpot_s", "TPOT", "ms"), ("e2e_s", "E2E latency", "s"))
     for ax, (col, name, unit) in zip(axes, names, strict=True):
@@ -114,17 +135,17 @@ def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
     written = []
     for label in labels:
         rows = summary[(summary["label"] == label) & (summary["seed"] == seed)]
-        tables = {pid: results.steps(pid) for pid in rows["point_id"]}
-        if not any(len(t) for t in tables.values()):
+        lines = {pid: _timeline_means(results, pid) for pid in rows["point_id"]}
+        if not any(line is not None for line in lines.values()):
             print(f"note: timeline{'' if label == 'all points' else ' of ' + label}: left out, no step table "
                   "(the points ran with output.steps: false, or ran no step)", file=sys.stderr)
             continue
         fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
         colors = _rate_colors(rows[rate_col].unique())
         for _, r in rows.sort_values(rate_col).iterrows():
-            steps = tables[r["point_id"]]
-            if len(steps):
-                _timeline(axes, steps, colors[r[rate_col]], f"{r[rate_col]:g} req/s{_WORD.get(r.get('load_verdict'), '')}",
+            line = lines[r["point_id"]]
+            if line is not None:
+                _timeline(axes, line, colors[r[rate_col]], f"{r[rate_col]:g} req/s{_WORD.get(r.get('load_verdict'), '')}",
                           _STYLE.get(r.get("load_verdict"), "-"))
         axes[0].set_ylabel("batch size (sequences)")
         axes[1].set_ylabel("KV blocks used (%)")
@@ -141,16 +162,38 @@ def plot_timelines(results: Results, out_dir: Path) -> list[Path]:
     return written
 
 
-def _timeline(axes, steps: pd.DataFrame, color, label: str, style: str) -> None:
-    t = steps["start_s"].to_numpy(float)
-    edges = np.linspace(t.min(), t.max() + 1e-9, TIMELINE_BINS + 1)
-    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, TIMELINE_BINS - 1)
-    counts = np.bincount(which, minlength=TIMELINE_BINS)
-    centre = (edges[:-1] + edges[1:]) / 2
-    total = steps["kv_blocks_total"].replace(0, np.nan).to_numpy(float)
-    series = (steps["batch_size"].to_numpy(float), 100 * steps["kv_blocks_used"].to_numpy(float) / total,
-              steps["num_in_system"].to_numpy(float))
-    for ax, v in zip(axes, series, strict=True):
-        mean = np.bincount(which, weights=np.nan_to_num(v), minlength=TIMELINE_BINS) / np.maximum(counts, 1)
-        ok = counts > 0
+TIMELINE_COLUMNS = ("start_s", "batch_size", "kv_blocks_used", "kv_blocks_total", "num_in_system")
+
+
+def _timeline_means(results: Results, point_id: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None:
+    """(bin centres, steps per bin, per series the sum over each bin's steps) of a point's step table, read a
+    block at a time (``Results.step_blocks``: a million-request run's table is never held whole); None
+    when the point has no step rows. Series: batch size, KV blocks used (%), requests in the system."""
+    lo, hi, n = np.inf, -np.inf, 0
+    for b in results.step_blocks(point_id, ("start_s",)):
+        if len(b):
+            t = b["start_s"].to_numpy(float)
+            lo, hi, n = min(lo, t.min()), max(hi, t.max()), n + len(t)
+    if not n:
+        return None
+    edges = np.linspace(lo, hi + 1e-9, TIMELINE_BINS + 1)
+    counts = np.zeros(TIMELINE_BINS, dtype=np.int64)
+    sums = [np.zeros(TIMELINE_BINS) for _ in range(3)]
+    for b in results.step_blocks(point_id, TIMELINE_COLUMNS):
+        which = np.clip(np.searchsorted(edges, b["start_s"].to_numpy(float), side="right") - 1, 0,
+                        TIMELINE_BINS - 1)
+        counts += np.bincount(which, minlength=TIMELINE_BINS)
+        total = b["kv_blocks_total"].replace(0, np.nan).to_numpy(float)
+        series = (b["batch_size"].to_numpy(float), 100 * b["kv_blocks_used"].to_numpy(float) / total,
+                  b["num_in_system"].to_numpy(float))
+        for acc, v in zip(sums, series, strict=True):
+            acc += np.bincount(which, weights=np.nan_to_num(v), minlength=TIMELINE_BINS)
+    return (edges[:-1] + edges[1:]) / 2, counts, sums
+
+
+def _timeline(axes, line: tuple, color, label: str, style: str) -> None:
+    centre, counts, sums = line
+    ok = counts > 0
+    for ax, total in zip(axes, sums, strict=True):
+        mean = total / np.maximum(counts, 1)
         ax.plot(centre[ok], mean[ok], color=color, linewidth=0.9, linestyle=style, label=label)

@@ -17,11 +17,14 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from llmsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 
 def has_parquet() -> bool:
@@ -121,6 +124,29 @@ def read_table(path_stem: Path) -> pd.DataFrame:
     raise ConfigError(f"{path_stem}: no .parquet or .csv table there")
 
 
+def table_blocks(path_stem: Path, columns: Sequence[str], rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The table's ``columns`` (those of them it has), ``rows`` (default ``WRITE_ROWS``) rows at a time
+    (Parquet batches or CSV chunks): a pass over a long table that holds one block of it."""
+    rows = rows or WRITE_ROWS
+    p = path_stem.with_suffix(".parquet")
+    if p.is_file():
+        import pyarrow.parquet as pq
+
+        f = pq.ParquetFile(p)
+        have = [c for c in columns if c in f.schema_arrow.names]
+        for batch in f.iter_batches(batch_size=rows, columns=have):
+            yield batch.to_pandas()
+        return
+    p = path_stem.with_suffix(".csv")
+    if not p.is_file():
+        raise ConfigError(f"{path_stem}: no .parquet or .csv table there")
+    header = pd.read_csv(p, nrows=0).columns
+    have = [c for c in columns if c in header]
+    with pd.read_csv(p, usecols=have, chunksize=rows) as chunks:
+        for chunk in chunks:
+            yield chunk[have]  # in the order asked (usecols keeps the file's)
+
+
 def json_default(value: Any) -> Any:
     if hasattr(value, "item"):
         return value.item()
@@ -153,6 +179,22 @@ class Results:
             else:
                 self._steps[point_id] = read_table(self.directory / "points" / point_id / "steps")
         return self._steps[point_id]
+
+    def step_blocks(self, point_id: str, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+        """The point's step table, ``columns`` only (those it has) and a block of rows at a time
+        (``table_blocks``): what a pass over a long run's steps reads without holding the table. A table
+        already read, or kept from the run, is sliced instead; a point without a step table yields nothing."""
+        if point_id in self._steps or self.directory is None:
+            yield from _slices(self._steps[point_id], columns)
+        elif self._wrote_steps(point_id):
+            yield from table_blocks(self.directory / "points" / point_id / "steps", columns)
+
+    def request_blocks(self, point_id: str, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+        """The point's requests table as ``step_blocks`` reads steps."""
+        if point_id in self._requests or self.directory is None:
+            yield from _slices(self._requests[point_id], columns)
+        else:
+            yield from table_blocks(self.directory / "points" / point_id / "requests", columns)
 
     def _wrote_steps(self, point_id: str) -> bool:
         if self._no_steps is None:  # read points.json once
@@ -193,3 +235,9 @@ class Results:
 def load_points_index(directory: Path) -> list[dict]:
     path = directory / "points.json"
     return json.loads(path.read_text()) if path.is_file() else []
+
+
+def _slices(table: pd.DataFrame, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+    have = [c for c in columns if c in table.columns]
+    for a in range(0, len(table), WRITE_ROWS):
+        yield table.iloc[a:a + WRITE_ROWS][have]

@@ -70,3 +70,20 @@ def test_a_point_without_summary_still_has_no_table_to_read(tmp_path):
     (tmp_path / "points" / "x").mkdir(parents=True)
     with pytest.raises(Exception, match="no .parquet or .csv table"):
         Results(summary=pd.DataFrame(), directory=tmp_path).steps("x")
+
+
+@pytest.mark.parametrize("parquet", [True, False])
+def test_table_blocks_read_the_columns_a_block_at_a_time(tmp_path, monkeypatch, parquet):
+    if parquet:
+        pytest.importorskip("pyarrow")
+    else:
+        monkeypatch.setattr(results, "has_parquet", lambda: False)
+    monkeypatch.setattr(results, "WRITE_ROWS", 100)
+    df = _table(1050)
+    write_table(df, tmp_path / "t")
+    blocks = list(results.table_blocks(tmp_path / "t", ("t", "count")))
+    assert [len(b) for b in blocks] == [100] * 10 + [50]
+    got = pd.concat(blocks, ignore_index=True)
+    assert list(got.columns) == ["t", "count"]
+    assert np.array_equal(got["t"].to_numpy(), df["t"].to_numpy())  # Parquet keeps the bits; CSV too (repr)
+    assert np.array_equal(got["count"].to_numpy(), df["count"].to_numpy())

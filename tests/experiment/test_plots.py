@@ -146,3 +146,58 @@ def test_points_without_measured_requests_are_left_out_with_a_note(tmp_path, fig
     assert [li.get_label() for li in lines] == ["2 req/s"]  # the point with a rate, drawn once
     err = capsys.readouterr().err
     assert err.count("left out point(s) short") == 2 and "no measured requests" in err
+
+
+def test_timeline_read_a_block_at_a_time_draws_the_whole_table_means(tmp_path, monkeypatch):
+    """A step table longer than a block, read back from its file in blocks: the binned means are those of
+    the whole table (to rounding)."""
+    import llmsim.experiment.results as results
+
+    monkeypatch.setattr(results, "WRITE_ROWS", 1000)
+    rng = np.random.default_rng(1)
+    n = 4500
+    steps = pd.DataFrame({"start_s": np.sort(rng.uniform(0, 50, n)), "batch_size": rng.integers(1, 64, n),
+                          "kv_blocks_used": rng.integers(0, 900, n), "kv_blocks_total": 1000,
+                          "num_in_system": rng.integers(0, 90, n)})
+    results.write_table(steps, tmp_path / "points" / "p" / "steps")
+    res = Results(summary=pd.DataFrame({"point_id": ["p"]}), directory=tmp_path)
+    blocks = list(res.step_blocks("p", ("start_s",)))
+    assert len(blocks) == 5  # read in blocks, not whole
+    centre, counts, sums = plot_points._timeline_means(res, "p")
+    t = steps["start_s"].to_numpy()
+    edges = np.linspace(t.min(), t.max() + 1e-9, plot_points.TIMELINE_BINS + 1)
+    which = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, plot_points.TIMELINE_BINS - 1)
+    assert np.array_equal(counts, np.bincount(which, minlength=plot_points.TIMELINE_BINS)) and counts.sum() == n
+    kv = 100 * steps["kv_blocks_used"].to_numpy(float) / 1000
+    for got, v in zip(sums, (steps["batch_size"], kv, steps["num_in_system"]), strict=True):
+        want = np.bincount(which, weights=np.asarray(v, float), minlength=plot_points.TIMELINE_BINS)
+        assert np.allclose(got, want, rtol=1e-12, atol=0)
+    assert np.allclose(centre, (edges[:-1] + edges[1:]) / 2)
+
+
+def test_cdf_of_a_long_run_is_thinned_to_its_own_points_and_keeps_both_ends():
+    v = np.sort(np.random.default_rng(2).lognormal(0, 1, 100_000))
+    x, y = plot_points._cdf_points(v)
+    assert len(x) == plot_points.CDF_POINTS
+    assert x[0] == v[0] and x[-1] == v[-1] and y[0] == 1 / len(v) and y[-1] == 1.0
+    ranks = np.searchsorted(v, x, side="right")  # every drawn point is a point of the empirical CDF
+    assert np.allclose(y, ranks / len(v)) and np.all(np.diff(x) >= 0)
+    small = v[:50]
+    xs, ys = plot_points._cdf_points(small)
+    assert np.array_equal(xs, small) and np.array_equal(ys, np.arange(1, 51) / 50)
+
+
+def test_measured_latencies_read_in_blocks_are_the_measured_rows(tmp_path, monkeypatch):
+    import llmsim.experiment.results as results
+
+    monkeypatch.setattr(results, "WRITE_ROWS", 300)
+    rng = np.random.default_rng(4)
+    n = 1000
+    req = pd.DataFrame({"id": np.arange(n), "status": np.where(rng.random(n) < 0.9, "finished", "rejected"),
+                        "phase": np.where(np.arange(n) < 100, "warmup", "measured"), "ttft_s": rng.random(n),
+                        "tpot_s": rng.random(n), "e2e_s": rng.random(n)})
+    results.write_table(req, tmp_path / "points" / "p" / "requests")
+    res = Results(summary=pd.DataFrame({"point_id": ["p"]}), directory=tmp_path)
+    got = plot_points._measured_latencies(res, "p")
+    want = req[(req["status"] == "finished") & (req["phase"] == "measured")][["ttft_s", "tpot_s", "e2e_s"]]
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True))
