@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,9 +124,10 @@ def _per_resource(summary: dict, cluster) -> dict:
     return out
 
 
-def run_point(point: Point, transform=None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def run_point(point: Point, transform=None, steps_spill: Path | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Simulate one point; returns (summary dict, requests table, steps table). ``transform(cluster)``, if
-    given, returns the cluster to simulate instead (``llmsim.trust.sensitivity`` perturbs cost models)."""
+    given, returns the cluster to simulate instead (``llmsim.trust.sensitivity`` perturbs cost models);
+    ``steps_spill``: the scratch directory of a long run's step rows (see ``simulate_cluster``)."""
     from llmsim.experiment.cluster_build import build_cluster
     from llmsim.experiment.progress import track
     from llmsim.sim.cluster import simulate_cluster
@@ -154,7 +156,8 @@ def run_point(point: Point, transform=None) -> tuple[dict, pd.DataFrame, pd.Data
     if spec.closed_loop is not None:
         stream, callback = closed_loop_feed(spec.closed_loop, stream, point.seed)
         max_time = cfg.stop.duration_s
-    result = simulate_cluster(cluster, stream, seed=point.seed, arrivals_callback=callback, max_time_s=max_time)
+    result = simulate_cluster(cluster, stream, seed=point.seed, arrivals_callback=callback, max_time_s=max_time,
+                              steps_spill=steps_spill)
     result = _with_phases(result, point)
     summary = result.summary(slo=_slo(point) or None)
     summary["slo_target_attainment"] = cfg.slo.attainment

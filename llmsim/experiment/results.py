@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from llmsim.errors import ConfigError
+from llmsim.metrics.spill import SPILL_DIR, SpilledTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -43,11 +45,15 @@ _PARTIAL = re.compile(r"^\.(" + "|".join(re.escape(n) for n in OUTPUT_FILES) + r
 
 def remove_partial_files(directory: Path) -> list[Path]:
     """Delete the hidden temporary files of writes that were killed (``kill -9`` mid-write) in a results
-    directory and its points; only names this module's atomic writes produce are touched."""
+    directory and its points, and the step-row scratch directories (``SPILL_DIR``) of points killed while
+    they ran; only names this module's atomic writes and the runner produce are touched."""
     removed = []
     for folder in [directory, *sorted((directory / "points").glob("*"))]:
         if not folder.is_dir():
             continue
+        if (folder / SPILL_DIR).is_dir():  # the step rows of a point killed while it ran
+            shutil.rmtree(folder / SPILL_DIR, ignore_errors=True)
+            removed.append(folder / SPILL_DIR)
         for p in folder.iterdir():
             if _PARTIAL.match(p.name) and p.is_file():
                 p.unlink(missing_ok=True)
@@ -101,18 +107,42 @@ def _parquet_in_groups(df: pd.DataFrame, tmp: str) -> None:
             writer.write_table(part, row_group_size=WRITE_ROWS)
 
 
-def write_table(df: pd.DataFrame, path_stem: Path) -> Path:
+def _blocks_parquet(table: SpilledTable, tmp: str) -> None:
+    """A spilled table as ``_parquet_in_groups`` writes a DataFrame of the same rows, read a group at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.Schema.from_pandas(table.iloc[0:0], preserve_index=False)
+    with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+        for part in table.blocks(WRITE_ROWS):
+            writer.write_table(pa.Table.from_pandas(part, schema=schema, preserve_index=False),
+                               row_group_size=WRITE_ROWS)
+
+
+def _blocks_csv(table: SpilledTable, tmp: str) -> None:
+    with open(tmp, "w", newline="") as f:
+        for i, part in enumerate(table.blocks(WRITE_ROWS)):
+            part.to_csv(f, index=False, header=i == 0)
+        if not len(table):
+            table.iloc[0:0].to_csv(f, index=False)
+
+
+def write_table(df: pd.DataFrame | SpilledTable, path_stem: Path) -> Path:
     """Parquet when pyarrow is present, else CSV; written atomically and streamed (a long table is written
-    in row groups, a CSV row chunks at a time, never as one text in memory). Returns the path written."""
+    in row groups, a CSV row chunks at a time, never as one text in memory; a spilled step table is read a
+    group at a time). Returns the path written."""
+    spilled = isinstance(df, SpilledTable)
     if has_parquet():
         path = path_stem.with_suffix(".parquet")
-        if len(df) > WRITE_ROWS:
+        if spilled:
+            _atomic_file(path, lambda tmp: _blocks_parquet(df, tmp))
+        elif len(df) > WRITE_ROWS:
             _atomic_file(path, lambda tmp: _parquet_in_groups(df, tmp))
         else:
             _atomic_file(path, lambda tmp: df.to_parquet(tmp, index=False))
         return path
     path = path_stem.with_suffix(".csv")
-    _atomic_file(path, lambda tmp: df.to_csv(tmp, index=False))
+    _atomic_file(path, lambda tmp: _blocks_csv(df, tmp) if spilled else df.to_csv(tmp, index=False))
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,6 +33,7 @@ from llmsim.experiment.results import (
 )
 from llmsim.experiment.sweep import Point, expand, values_label
 from llmsim.experiment.workers import run_in_processes
+from llmsim.metrics.spill import SPILL_DIR
 
 EXECUTORS = ("local", "dask")
 log = logging.getLogger("llmsim.run")
@@ -49,22 +51,32 @@ def _summary_row(point: Point, summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _run_and_store(point: Point, out_dir: Path | None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame | None]:
-    """Run one point; with ``out_dir``, write its tables and then its summary (the completion marker)."""
-    summary, requests, steps = run_point(point)
-    if not point.config.output.steps:  # output.steps: false: the summary is made; let the step rows go
-        from llmsim.metrics.records import empty_steps
-
-        steps = empty_steps()
-    text = json.dumps(summary, indent=1, sort_keys=True, default=json_default)
-    summary = json.loads(text)  # the same types and key order whether fresh or read back on a re-run
-    if out_dir is not None:
-        pdir = out_dir / "points" / point.id
+    """Run one point; with ``out_dir``, write its tables and then its summary (the completion marker). A long
+    run's step rows go to a scratch directory in the point's directory while it runs
+    (``llmsim.metrics.spill``), removed once its tables are written."""
+    if out_dir is None:
+        return _summarised(point, *run_point(point))
+    pdir = out_dir / "points" / point.id
+    spill = pdir / SPILL_DIR
+    try:
+        summary, requests, steps = _summarised(point, *run_point(point, steps_spill=spill))
         write_table(requests, pdir / "requests")
         if point.config.output.steps:
             write_table(steps, pdir / "steps")
-        atomic_write_text(pdir / "summary.json", text)
-        return summary, None, None
-    return summary, requests, steps
+        atomic_write_text(pdir / "summary.json", json.dumps(summary, indent=1, sort_keys=True, default=json_default))
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+    return summary, None, None
+
+
+def _summarised(point: Point, summary: dict, requests: pd.DataFrame, steps) -> tuple[dict, pd.DataFrame, Any]:
+    """The summary as JSON gives it back (the same types and key order whether fresh or read on a re-run),
+    and no step rows for ``output.steps: false`` (the summary is made; they are let go)."""
+    if not point.config.output.steps:
+        from llmsim.metrics.records import empty_steps
+
+        steps = empty_steps()
+    return json.loads(json.dumps(summary, indent=1, sort_keys=True, default=json_default)), requests, steps
 
 
 def _done_summary(point: Point, out_dir: Path | None) -> dict | None:

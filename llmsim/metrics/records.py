@@ -11,11 +11,13 @@ blocks; the step table keeps its counts as 4-byte integers (80 bytes per row; th
 from __future__ import annotations
 
 from array import array
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from llmsim.metrics.histogram import LogHistogram
+from llmsim.metrics.spill import ColumnSpill, SpilledTable
 
 REQUEST_COLUMNS = (
     "id", "replica", "status", "reason", "arrival_s", "input_tokens", "output_tokens", "queue_s", "ttft_s",
@@ -28,6 +30,9 @@ STEP_COLUMNS = (
     "kv_blocks_used", "kv_blocks_total", "queue_len", "num_in_system", "preempted", "swap_blocks", "flops",
     "hbm_bytes",
 )
+STEP_KEYS = ("start_s", "replica", "engine")  # the step table's row order
+SPILL_ROWS = 1 << 18  # step rows held in memory before a block of them goes to the spill directory
+_STEP_DTYPES = {"i": np.dtype(np.int32), "d": np.dtype(np.float64)}
 
 
 class RequestLog:
@@ -197,18 +202,24 @@ class StepLog:
     """Step rows, kept column-wise in compact typed arrays (a collapsed decode run extends them with its k
     rows at once). ``keep_rows=False`` counts steps (``num_rows``) without keeping them: for runs too long to
     hold a row per step (the table is then empty, and the summary's step statistics are None); the global
-    inter-token histogram is kept either way."""
+    inter-token histogram is kept either way. ``spill``: a directory the rows go to, a block of at least
+    ``spill_rows`` (default ``SPILL_ROWS``) at a time, once they outgrow one (``llmsim.metrics.spill``)."""
 
     INT_COLUMNS = ("replica", "engine", "batch_size", "prefill_tokens", "decode_tokens", "padded_rows", "kv_blocks_used",
                    "kv_blocks_total", "queue_len", "num_in_system", "preempted", "swap_blocks")
 
-    def __init__(self, keep_rows: bool = True) -> None:
+    def __init__(self, keep_rows: bool = True, spill: Path | None = None, spill_rows: int | None = None) -> None:
         self.keep_rows = keep_rows
         self.num_rows = 0
         self._cols: dict[str, array] = {c: array(_typecode(self, c)) for c in STEP_COLUMNS}
         self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
         self.itl = LogHistogram()
         self._gap_buffer: list[float] = []
+        self._spill_dir = spill if keep_rows else None
+        self._spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
+        self._spill: ColumnSpill | None = None  # made when the rows first outgrow ``spill_rows``
+        self._spilled_sorted = True  # the rows on disk are in (start, replica, engine) order
+        self._last_key: list | None = None
 
     def step(self, row: tuple) -> None:
         self.num_rows += 1
@@ -216,6 +227,27 @@ class StepLog:
             return
         for append, value in zip(self._appenders, row, strict=True):
             append(value)
+        if self._spill_dir is not None and self.num_rows - self._on_disk() >= self._spill_rows:
+            self._write_block()
+
+    def _on_disk(self) -> int:
+        return self._spill.rows if self._spill is not None else 0
+
+    def _write_block(self) -> None:
+        """The rows held in memory appended to the spill files; the memory let go."""
+        if self._spill is None:
+            self._spill = ColumnSpill(self._spill_dir, {c: _STEP_DTYPES[self._cols[c].typecode] for c in STEP_COLUMNS})
+        cols = {c: np.frombuffer(self._cols[c], dtype=_STEP_DTYPES[self._cols[c].typecode]) for c in STEP_COLUMNS}
+        keys = [cols[k] for k in STEP_KEYS]
+        if self._spilled_sorted and len(keys[0]):
+            edge = [] if self._last_key is None else [np.array([a, k[0]]) for a, k in zip(self._last_key, keys, strict=True)]
+            self._spilled_sorted = _is_sorted(keys) and (not edge or _is_sorted(edge))
+            self._last_key = [k[-1] for k in keys]
+        self._spill.write(cols)
+        del cols, keys
+        for c in STEP_COLUMNS:
+            _empty(self._cols, c)
+        self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
 
     def run(self, columns: dict) -> None:
         """Rows of a collapsed run: each value is a scalar (repeated) or an array of the run's length."""
@@ -230,6 +262,8 @@ class StepLog:
                 col.frombytes(np.ascontiguousarray(v, dtype=dtype).tobytes())
             else:
                 col.extend([int(v) if col.typecode == "i" else float(v)] * n)
+        if self._spill_dir is not None and self.num_rows - self._on_disk() >= self._spill_rows:
+            self._write_block()
 
     def gaps(self, values: list[float]) -> None:
         """Inter-token gaps for the global distribution (buffered, binned in bulk)."""
@@ -242,9 +276,19 @@ class StepLog:
             self.itl.add(self._gap_buffer)
             self._gap_buffer = []
 
-    def frame(self, release: bool = False) -> pd.DataFrame:
-        """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``."""
+    def frame(self, release: bool = False) -> pd.DataFrame | SpilledTable:
+        """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``. Once rows
+        were written to the spill directory, a ``SpilledTable`` over it when they are already in that order
+        (the rows of one engine are), else the whole table read back and sorted in memory."""
         self.flush_gaps()
+        if self._spill is not None:
+            self._write_block()
+            if self._spilled_sorted:
+                return SpilledTable(self._spill)
+            table = SpilledTable(self._spill).frame()
+            self._spill.discard()
+            self._spill, self._spilled_sorted, self._last_key = None, True, None
+            return _sorted_frame({c: table[c].to_numpy() for c in STEP_COLUMNS}, list(STEP_KEYS))
         cols = {}
         for c in STEP_COLUMNS:  # counts stay 4-byte integers: a long run's table is mostly step rows
             cols[c] = _column(self._cols[c], c in self.INT_COLUMNS, np.int32, take=release)
@@ -252,7 +296,7 @@ class StepLog:
                 _empty(self._cols, c)
         if release:
             self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
-        return _sorted_frame(cols, ["start_s", "replica", "engine"])
+        return _sorted_frame(cols, list(STEP_KEYS))
 
 
 def empty_steps() -> pd.DataFrame:

@@ -10,6 +10,7 @@ maps each pool to its replicas and role, ``SimResult.transfers`` lists every KV 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,15 +44,18 @@ ArrivalsCallback = Callable[[Request, float], Iterable[Request]]
 def simulate_cluster(spec: ClusterSpec, requests: Iterable[Request], *, seed: int = 0,
                      max_time_s: float | None = None, arrivals_callback: ArrivalsCallback | None = None,
                      closed_loop: Any = None, max_run_steps: int = 256, check_invariants: bool = False,
-                     record_steps: bool = True) -> SimResult:
+                     record_steps: bool = True, steps_spill: Path | None = None) -> SimResult:
     """Simulate ``spec`` serving ``requests`` (non-decreasing ``arrival_s``); the keyword arguments mean what
-    they mean for ``simulate``. ``seed`` seeds the request-noise generator and, separately, the routers'."""
+    they mean for ``simulate``. ``seed`` seeds the request-noise generator and, separately, the routers'.
+    ``steps_spill``: a scratch directory the step rows go to once they outgrow a block
+    (``llmsim.metrics.spill``; the result's ``steps`` may then be a ``SpilledTable`` over it, which the
+    caller removes when done with it)."""
     env = simpy.Environment()
     rng = np.random.default_rng(seed)
     entry = [p for p in spec.pools if p.role != "decode"]
     emitter = next(p for p in spec.pools if p.role != "prefill")  # streams the tokens the client sees
     req_log = RequestLog(spec.frontend_overhead_s + emitter.deployment.runtime.frontend.token_s)
-    step_log = StepLog(keep_rows=record_steps)
+    step_log = StepLog(keep_rows=record_steps, spill=steps_spill)
     feeder = _Feeder(env, _build_router(spec.router, "router", seed, 1), rng, arrivals_callback,
                      entry[0].deployment.runtime.frontend.request_s)
     replicas = _build_replicas(env, spec, step_log, req_log, feeder.on_end, max_run_steps, check_invariants, seed)

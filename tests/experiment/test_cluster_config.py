@@ -95,12 +95,12 @@ def test_top_level_router_applies_to_the_single_pool(tmp_path, capsys, monkeypat
     seen = []
     real = runner.run_point
 
-    def spy(point):
+    def spy(point, **kw):
         from llmsim.experiment.cluster_build import build_cluster
         from llmsim.specs import load_model
 
         seen.append(build_cluster(point.config, load_model(point.config.model), point.where)[0].router)
-        return real(point)
+        return real(point, **kw)
 
     monkeypatch.setattr("llmsim.experiment.runner.run_point", spy)
     data = {**BASE, "layout": {"replicas": 2}, "router": {"kind": "least_kv"}}

@@ -127,14 +127,17 @@ def test_resume_removes_partial_files_and_reruns_unreadable_points(tmp_path, cap
     keep = [out / "points" / ids[0] / ".notes", out / "points" / ids[0] / ".steps.csv.short"]
     for p in partial + keep:
         p.write_text("partial")
+    spill = out / "points" / ids[0] / ".steps.spill"  # the step rows of a point killed while it ran
+    spill.mkdir()
+    (spill / "start_s.bin").write_bytes(b"\0" * 16)
     (out / "points" / ids[1] / "summary.json").write_text('{"throughput_rps": 1.')  # cut short
     capsys.readouterr()
     assert main(["run", str(path), "--out", str(out), "--no-plots"]) == 0
-    assert not any(p.exists() for p in partial) and all(p.exists() for p in keep)
+    assert not any(p.exists() for p in partial) and all(p.exists() for p in keep) and not spill.exists()
     assert json.loads((out / "points" / ids[1] / "summary.json").read_text())["num_finished"] == 20
     assert "unreadable" in capsys.readouterr().err
     log = (out / "run.log").read_text()
-    assert log.count("left by an interrupted write") == 3
+    assert log.count("left by an interrupted write") == 4
 
 
 def test_remove_partial_files_on_an_empty_folder(tmp_path):

@@ -35,7 +35,7 @@ def _run(tmp_path, capsys, data):
 
 def test_a_late_sweep_point_that_does_not_fit_fails_before_any_point_runs(tmp_path, capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr("llmsim.experiment.runner.run_point", lambda p: ran.append(p) or ({}, None, None))
+    monkeypatch.setattr("llmsim.experiment.runner.run_point", lambda p, **kw: ran.append(p) or ({}, None, None))
     data = {**BASE, "sweep": {"grid": {"model": ["llama-3.1-8b", "qwen2.5-7b", "llama-3.1-405b"]}}}
     code, err, path, out = _run(tmp_path, capsys, data)
     assert code == 2 and ran == [] and not out.exists()
