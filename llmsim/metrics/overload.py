@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llmsim.metrics.window import Window, measured_mask
+from llmsim.metrics.window import Window, measured_mask, take_rows
 
 BATCHES = 8
 GRID = 32 * BATCHES  # samples of N(t) over the judged half
@@ -48,6 +48,7 @@ SERVED_DEFICIT = 0.02
 STABLE_MAX = 0.05
 SPAN_TAU = 4.0
 JUDGED = 0.5  # the last half of the window
+JUDGE_COLUMNS = ("arrival_s", "status", "finish_s")  # what the verdict reads of the admitted requests
 VERDICTS = ("stable", "overloaded", "inconclusive", "offline")
 
 
@@ -78,10 +79,9 @@ class Overload:
 def number_in_system(requests: pd.DataFrame, times: np.ndarray) -> np.ndarray:
     """Admitted requests that have arrived and not finished at each of ``times`` (unfinished ones never
     leave; rejected ones never enter)."""
-    adm = requests[requests["status"] != "rejected"]
-    arrivals = np.sort(adm["arrival_s"].to_numpy(np.float64))
-    fin = adm["status"] == "finished"
-    departures = np.sort(adm.loc[fin, "finish_s"].to_numpy(np.float64))
+    status = requests["status"]
+    arrivals = np.sort(requests["arrival_s"].to_numpy(np.float64)[(status != "rejected").to_numpy()])
+    departures = np.sort(requests["finish_s"].to_numpy(np.float64)[(status == "finished").to_numpy()])
     return (np.searchsorted(arrivals, times, side="right")
             - np.searchsorted(departures, times, side="right")).astype(np.float64)
 
@@ -110,12 +110,11 @@ def detect_overload(requests: pd.DataFrame, steps: pd.DataFrame | None = None, u
     ``steps`` is unused (kept for callers); ``unfinished`` and ``end_s`` describe a run cut off by a
     time limit (its unfinished requests count as still in the system)."""
     window = Window.of(requests)
-    meas = requests[measured_mask(requests)]
-    adm = meas[meas["status"] != "rejected"]
+    adm = take_rows(requests, measured_mask(requests) & (requests["status"] != "rejected").to_numpy(), JUDGE_COLUMNS)
     end = float(end_s) if end_s is not None else float(requests["finish_s"].max() if len(requests) else 0.0)
     if window.length_s <= 0:
         return Overload(False, "all requests arrive at once: no arrival rate to keep up with", "offline")
-    served = len(window.completed(requests)) / len(adm) if len(adm) else None
+    served = int(window.completed_mask(requests).sum()) / len(adm) if len(adm) else None
     if len(adm) < MIN_REQUESTS:
         why = f"only {len(adm)} measured requests (at least {MIN_REQUESTS} needed to judge)"
         if unfinished:

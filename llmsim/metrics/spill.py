@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 SPILL_DIR = ".steps.spill"  # the scratch directory's name in a point's results directory
+READ_ROWS = 1 << 18  # rows read at a time where a whole column is not needed at once
 
 
 class ColumnSpill:
@@ -56,14 +57,26 @@ class SpilledTable:
     (DataFrames of just those rows, indexed by their row numbers as a DataFrame's would be), ``blocks``;
     ``frame()`` reads it all into a DataFrame."""
 
-    def __init__(self, spill: ColumnSpill) -> None:
+    def __init__(self, spill: ColumnSpill, start: int = 0, stop: int | None = None) -> None:
         self._spill = spill
+        self._start = start
+        self._stop = spill.rows if stop is None else min(stop, spill.rows)
         self.columns = pd.Index(list(spill.dtypes))
         self.iloc = _ILoc(self)
         self.loc = _Loc(self)
 
     def __len__(self) -> int:
-        return self._spill.rows
+        return max(0, self._stop - self._start)
+
+    def view(self, start: int, stop: int) -> SpilledTable:
+        """Rows ``start:stop`` of this table as a table of their own that reads nothing until a column is asked
+        for (``llmsim.metrics.window.Rows.blocks`` reads a long table's blocks one column at a time so)."""
+        start = min(max(start, 0), len(self))
+        return SpilledTable(self._spill, self._start + start, self._start + max(start, min(stop, len(self))))
+
+    def _read(self, column: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = len(self) if stop is None else stop
+        return self._spill.read(column, self._start + start, self._start + stop)
 
     def __contains__(self, column: object) -> bool:
         return column in self._spill.dtypes
@@ -76,7 +89,7 @@ class SpilledTable:
         if isinstance(key, str):
             if key not in self:
                 raise KeyError(key)
-            return pd.Series(self._spill.read(key), name=key, copy=False)
+            return pd.Series(self._read(key), name=key, copy=False)
         return self._rows(0, len(self), list(key))
 
     def _rows(self, start: int, stop: int, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -85,16 +98,26 @@ class SpilledTable:
         if missing:
             raise KeyError(missing)
         stop = max(start, min(stop, len(self)))
-        return pd.DataFrame({c: self._spill.read(c, start, stop) for c in names}, columns=names,
-                            index=pd.RangeIndex(start, stop), copy=False)
+        return pd.DataFrame({c: self._read(c, start, stop) for c in names}, columns=names,
+                            index=pd.RangeIndex(self._start + start, self._start + stop), copy=False)
 
     def _where(self, mask: np.ndarray, columns: Sequence[str] | None) -> pd.DataFrame:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (len(self),):
             raise ValueError(f"a row mask of {len(self)} values was expected, got shape {mask.shape}")
         names = list(self.columns) if columns is None else list(columns)
-        return pd.DataFrame({c: self._spill.read(c)[mask] for c in names}, columns=names,
-                            index=np.flatnonzero(mask), copy=False)
+        return pd.DataFrame({c: self._masked(c, mask) for c in names}, columns=names,
+                            index=np.flatnonzero(mask) + self._start, copy=False)
+
+    def _masked(self, column: str, mask: np.ndarray) -> np.ndarray:
+        """``column[mask]``, read a block at a time (the column is never held whole)."""
+        out = np.empty(int(mask.sum()), dtype=self._spill.dtypes[column])
+        at = 0
+        for a in range(0, len(self), READ_ROWS):
+            part = self._read(column, a, min(a + READ_ROWS, len(self)))[mask[a:a + READ_ROWS]]
+            out[at:at + len(part)] = part
+            at += len(part)
+        return out
 
     def blocks(self, rows: int, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Consecutive blocks of at most ``rows`` rows (``columns`` only, when given)."""

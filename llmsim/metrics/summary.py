@@ -42,7 +42,7 @@ def latency_stats(df: pd.DataFrame) -> dict[str, float | None]:
 
 def littles_law(requests: pd.DataFrame, steps: pd.DataFrame) -> dict[str, float | None]:
     """L measured from the engine's queues (time-weighted over steps) vs lambda * W from request records."""
-    fin = requests[requests["status"] == "finished"]
+    fin = take_rows(requests, (requests["status"] == "finished").to_numpy(), ("arrival_s", "finish_s"))
     if not len(fin) or not len(steps):
         return {"littles_L": None, "littles_lambda_W": None}
     t0 = float(fin["arrival_s"].min())
@@ -103,7 +103,7 @@ def _counts(requests: pd.DataFrame, meas: pd.DataFrame) -> dict:
 def _throughput(requests: pd.DataFrame, meas: pd.DataFrame, fin: pd.DataFrame, window: Window) -> dict:
     """Completions per second inside the arrival window (steady state: the drain after the last arrival is
     left out); for a burst (no window) over the makespan of the measured requests."""
-    done = window.completed(requests)
+    done = window.completed(requests, ("input_tokens", "output_tokens"))
     span = window.length_s
     if span <= 0 or not len(done):
         done = fin

@@ -26,13 +26,15 @@ def mark_phases(requests: pd.DataFrame, *, warmup_requests: int = 0, warmup_s: f
     ``inplace``: add the column to ``requests`` itself and return it (a long run's table is not copied)."""
     n = len(requests)
     arrival = requests["arrival_s"].to_numpy(np.float64)
-    order = np.lexsort((requests["id"].to_numpy(), arrival))  # arrival order, ties by id
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
     last = float(arrival.max()) if n else 0.0
-    warm = (rank < warmup_requests) | (arrival < warmup_s)
-    cool = (rank >= n - cooldown_requests) | (arrival > last - cooldown_s if cooldown_s > 0 else False)
-    phase = np.where(warm, "warmup", np.where(cool, "cooldown", "measured")).astype(object)
+    warm = arrival < warmup_s
+    cool = arrival > last - cooldown_s if cooldown_s > 0 else np.zeros(n, dtype=bool)
+    if warmup_requests > 0 or cooldown_requests > 0:  # by rank in arrival order, ties by id
+        order = np.lexsort((requests["id"].to_numpy(), arrival))
+        warm[order[:max(0, min(warmup_requests, n))]] = True
+        cool[order[max(0, n - cooldown_requests):]] = True
+    # one shared string per phase (not a string object per row)
+    phase = np.array(PHASES, dtype=object)[np.where(warm, 0, np.where(cool, 2, 1))]
     if not inplace:
         return requests.assign(phase=phase)
     requests["phase"] = phase
@@ -64,11 +66,15 @@ class Window:
             return cls(0.0, 0.0)
         return cls(float(arrival.min()), float(arrival.max()))
 
-    def completed(self, requests: pd.DataFrame) -> pd.DataFrame:
-        """Finished requests (of any phase) whose engine-side end falls inside the window."""
-        fin = requests[requests["status"] == "finished"]
-        end = fin["finish_s"].to_numpy(np.float64)
-        return fin[(end >= self.start_s) & (end <= self.end_s)]
+    def completed(self, requests: pd.DataFrame, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Finished requests (of any phase) whose engine-side end falls inside the window (only ``columns``,
+        when given: a long run's table is not copied whole)."""
+        return take_rows(requests, self.completed_mask(requests), columns)
+
+    def completed_mask(self, requests: pd.DataFrame) -> np.ndarray:
+        """Which rows ``completed`` selects."""
+        end = requests["finish_s"].to_numpy(np.float64)
+        return (requests["status"] == "finished").to_numpy() & (end >= self.start_s) & (end <= self.end_s)
 
 
 def take_rows(df: pd.DataFrame, mask: np.ndarray, columns: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -108,8 +114,10 @@ class Rows:
         if n <= size:
             yield self
             return
+        view = getattr(self._df, "view", None)  # a spilled table: a block reads only the columns asked for
         for a in range(0, n, size):
-            yield Rows(self._df.iloc[a:a + size], None if self._mask is None else self._mask[a:a + size])
+            part = view(a, a + size) if callable(view) else self._df.iloc[a:a + size]
+            yield Rows(part, None if self._mask is None else self._mask[a:a + size])
 
     def where(self, mask: np.ndarray) -> Rows:
         """The rows of these that ``mask`` (over these rows) selects."""

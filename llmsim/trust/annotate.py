@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.cost.evidence import evidence_fractions, weighted_fractions
-from llmsim.metrics.window import take_rows
+from llmsim.metrics.window import Rows, take_rows
 from llmsim.trust.grades import Evidence, grade, worst
 from llmsim.trust.intervals import FAMILIES, LEVEL, ResidualTable, load_residuals, metric_interval
 
@@ -46,34 +46,60 @@ def _batch(row, context: float) -> tuple[list[int], list[int]]:
 
 
 def kernel_evidence(cost_model, steps: pd.DataFrame, context: float) -> dict[str, float]:
-    """Kernel-time fractions by source over ``steps``, from one costed step per duration octile."""
-    if not len(steps):
+    """Kernel-time fractions by source over ``steps``, from one costed step per duration octile (the step at
+    the middle rank of each octile of a stable sort by duration, weighted by the octile's step time). Holds
+    one sorted copy of the durations, not the table's rows in that order."""
+    n = len(steps)
+    if not n:
         return evidence_fractions([])
-    dur = steps["duration_s"].to_numpy()
-    order = np.argsort(dur, kind="stable")  # the rows by duration (no sorted copy of the table)
-    by_duration = pd.Series(dur[order])
+    dur = np.concatenate([b["duration_s"] for b in Rows(steps).blocks()]).astype(np.float64, copy=False)
+    dur.sort(kind="stable")
+    sections = min(SAMPLES, n)
+    size, extra = divmod(n, sections)  # the rank ranges of ``np.array_split(range(n), sections)``
+    bounds = np.cumsum([0] + [size + 1] * extra + [size] * (sections - extra))
+    ranks = [int(a + (b - a) // 2) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     parts = []
-    for chunk in np.array_split(np.arange(len(order)), min(SAMPLES, len(order))):
-        row = steps.iloc[int(order[chunk[len(chunk) // 2]])]
-        new, ctx = _batch(row, context)
-        parts.append((evidence_fractions(cost_model.operator_costs(new, ctx)),
-                      float(by_duration.iloc[chunk].sum())))
+    for row_number, a, b in zip(_rows_at_ranks(steps, dur, ranks), bounds[:-1], bounds[1:], strict=True):
+        new, ctx = _batch(steps.iloc[row_number], context)
+        parts.append((evidence_fractions(cost_model.operator_costs(new, ctx)), float(dur[a:b].sum())))
     return weighted_fractions(parts)
+
+
+def _rows_at_ranks(steps: pd.DataFrame, sorted_dur: np.ndarray, ranks: list[int]) -> list[int]:
+    """Row numbers of the steps at ``ranks`` of a stable sort by duration (equal durations in row order),
+    found in one pass over the duration column a block at a time."""
+    want = [[sorted_dur[r], r - int(np.searchsorted(sorted_dur, sorted_dur[r], side="left"))] for r in ranks]
+    found = [-1] * len(ranks)
+    at = 0
+    for b in Rows(steps).blocks():
+        d = b["duration_s"]
+        for i, (value, k) in enumerate(want):
+            if found[i] < 0:
+                equal = np.flatnonzero(d == value)
+                if k < len(equal):
+                    found[i] = at + int(equal[k])
+                else:
+                    want[i][1] = k - len(equal)
+        at += len(d)
+    return found
 
 
 def engine_step_share(runtime, steps: pd.DataFrame) -> float:
     """Share of step time that is the engine's CPU work: all of it when scheduling is serial, only where it
-    sets the period under async scheduling (``EngineRuntime.period_s``)."""
+    sets the period under async scheduling (``EngineRuntime.period_s``). Summed a block of steps at a time."""
     if not len(steps):
         return 0.0
-    dur = steps["duration_s"].to_numpy(np.float64)
-    cpu = runtime.cpu.seconds(steps["batch_size"].to_numpy(np.float64),
-                              (steps["prefill_tokens"] + steps["decode_tokens"]).to_numpy(np.float64))
-    shown = np.where(cpu >= dur * (1 - 1e-9), dur, 0.0) if runtime.async_scheduling else np.minimum(cpu, dur)
-    return float(shown.sum() / max(dur.sum(), 1e-300))
+    shown_s = busy_s = 0.0
+    for b in Rows(steps).blocks():
+        dur = b["duration_s"].astype(np.float64)
+        cpu = runtime.cpu.seconds(b["batch_size"].astype(np.float64),
+                                  (b["prefill_tokens"] + b["decode_tokens"]).astype(np.float64))
+        shown = np.where(cpu >= dur * (1 - 1e-9), dur, 0.0) if runtime.async_scheduling else np.minimum(cpu, dur)
+        shown_s, busy_s = shown_s + shown.sum(), busy_s + dur.sum()
+    return float(shown_s / max(busy_s, 1e-300))
 
 
-CAPACITY_COLUMNS = ("duration_s", "batch_size", "prefill_tokens", "decode_tokens", "kv_blocks_used", "kv_blocks_total")
+MEAN_COLUMNS = ("batch_size", "prefill_tokens", "decode_tokens", "kv_blocks_used", "kv_blocks_total")
 WINDOWS = 4  # capacity use is judged per quarter of the run and the highest kept (a staged load peaks late)
 
 
@@ -81,10 +107,14 @@ def peak_capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
     """The highest ``capacity_use`` over ``WINDOWS`` equal stretches of simulated time."""
     if not len(steps):
         return 0.0
-    start = steps["start_s"].to_numpy(np.float64)
-    edges = np.linspace(start.min(), start.max(), WINDOWS + 1)
-    which = np.clip(np.searchsorted(edges, start, side="right") - 1, 0, WINDOWS - 1)
-    return max(capacity_use(dep, take_rows(steps, which == k, CAPACITY_COLUMNS), context) for k in range(WINDOWS))
+    lo, hi = np.inf, -np.inf
+    for b in Rows(steps).blocks():
+        start = b["start_s"].astype(np.float64)
+        lo, hi = min(lo, start.min()), max(hi, start.max())
+    edges = np.linspace(lo, hi, WINDOWS + 1)
+    which = np.concatenate([np.clip(np.searchsorted(edges, b["start_s"].astype(np.float64), side="right") - 1,
+                                    0, WINDOWS - 1).astype(np.int8) for b in Rows(steps).blocks()])
+    return max(_capacity_use(dep, Rows(steps, which == k), context) for k in range(WINDOWS))
 
 
 def capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
@@ -93,12 +123,13 @@ def capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
     max_num_batched_tokens, KV blocks) by a factor ``f``; the share is ``s(full) / (f s(mean))`` with ``s``
     the step period (GPU time from the cost model, the engine's CPU time as ``EngineRuntime.period_s``
     combines them). 1 means the engine runs at its limit; a queue then grows with any extra load."""
+    return _capacity_use(dep, Rows(steps), context)
+
+
+def _capacity_use(dep, steps: Rows, context: float) -> float:
     if not len(steps):
         return 0.0
-    w = steps["duration_s"].to_numpy(np.float64)
-    w = w / max(w.sum(), 1e-300)
-    mean = {c: float((steps[c].to_numpy(np.float64) * w).sum()) for c in
-            ("batch_size", "prefill_tokens", "decode_tokens", "kv_blocks_used", "kv_blocks_total")}
+    mean = _step_means(steps)
     block = dep.scheduler_block
     limits = [mean["kv_blocks_total"] / max(mean["kv_blocks_used"], 1e-9)]
     seqs = block.get("max_num_seqs") or block.get("max_batch_size")
@@ -109,6 +140,21 @@ def capacity_use(dep, steps: pd.DataFrame, context: float) -> float:
         limits.append(float(budget) / max(mean["prefill_tokens"] + mean["decode_tokens"], 1e-9))
     f = max(1.0, min(limits))
     return min(1.0, _period(dep, mean, f, context) / (f * _period(dep, mean, 1.0, context)))
+
+
+def _step_means(steps: Rows) -> dict[str, float]:
+    """Step-time-weighted means of ``MEAN_COLUMNS``, a block of steps at a time (two passes: the weights are
+    normalised by the total first)."""
+    total = 0.0
+    for b in steps.blocks():
+        total += b["duration_s"].astype(np.float64).sum()
+    total = max(total, 1e-300)
+    mean = dict.fromkeys(MEAN_COLUMNS, 0.0)
+    for b in steps.blocks():
+        w = b["duration_s"].astype(np.float64) / total
+        for c in MEAN_COLUMNS:
+            mean[c] += float((b[c].astype(np.float64) * w).sum())
+    return mean
 
 
 def _period(dep, mean: Mapping[str, float], f: float, context: float) -> float:
@@ -126,7 +172,8 @@ def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.Data
                  verdict: str) -> Evidence:
     """Step-level evidence of a run (engine share of step time, not yet of any metric), pools weighted by
     their step time."""
-    fin = requests[requests["status"] == "finished"] if len(requests) else requests
+    fin = take_rows(requests, (requests["status"] == "finished").to_numpy(), ("input_tokens", "output_tokens")) \
+        if len(requests) else requests
     context = float(fin["input_tokens"].mean() + fin["output_tokens"].mean() / 2) if len(fin) else 0.0
     parts, eng, press, weights = [], [], [], []
     for pool in cluster.pools:

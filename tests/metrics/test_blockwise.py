@@ -36,7 +36,8 @@ def test_blockwise_step_figures_equal_the_whole_table(block, monkeypatch):
     blocked, _ = _summary(block, monkeypatch)
     keys = ["num_steps", "kv_utilization_mean", "kv_utilization_max", "mean_batch_size", "mfu", "mbu",
             "computed_tokens_per_s", "littles_L", "energy_j", "power_mean_w", "energy_j_per_output_token",
-            "cost_usd_per_m_input_tokens", "cost_usd_per_m_output_tokens"]
+            "cost_usd_per_m_input_tokens", "cost_usd_per_m_output_tokens", "capacity_use", "served_fraction",
+            "backlog_growth_rps", "throughput_rps", "output_tokens_per_s"]
     for key in keys:
         a, b = whole[key], blocked[key]
         assert a is not None and math.isfinite(a) and a != 0, key
@@ -50,3 +51,73 @@ def test_blocks_cover_every_selected_row_once():
         parts = [b["x"] for b in window.Rows(df, mask).blocks(size)]
         assert np.array_equal(np.concatenate(parts), df["x"].to_numpy()[mask]), size
         assert len(parts) == (1 if size >= 23 else math.ceil(23 / size))
+
+
+def _random_steps(rng, n: int) -> pd.DataFrame:
+    """A step table with many equal durations (ties in the duration sort) and two replicas."""
+    return pd.DataFrame({
+        "replica": rng.integers(0, 2, n).astype(np.int32), "start_s": np.cumsum(rng.random(n)),
+        "duration_s": rng.choice([0.01, 0.02, 0.025, 0.04], n) + (rng.random(n) < 0.3) * rng.random(n),
+        "batch_size": rng.integers(1, 64, n).astype(np.int32), "prefill_tokens": rng.integers(0, 900, n).astype(np.int32),
+        "decode_tokens": rng.integers(0, 64, n).astype(np.int32), "kv_blocks_used": rng.integers(0, 900, n),
+        "kv_blocks_total": np.full(n, 1000)})
+
+
+def _kernel_evidence_by_argsort(cost_model, steps, context):
+    """The octile sampling as first written: a stable argsort of the durations, ``np.array_split`` of the
+    ranks, the middle row of each part and the part's summed durations as a pandas Series."""
+    from llmsim.cost.evidence import evidence_fractions, weighted_fractions
+    from llmsim.trust.annotate import SAMPLES, _batch
+
+    dur = steps["duration_s"].to_numpy()
+    order = np.argsort(dur, kind="stable")
+    by_duration = pd.Series(dur[order])
+    parts = []
+    for chunk in np.array_split(np.arange(len(order)), min(SAMPLES, len(order))):
+        row = steps.iloc[int(order[chunk[len(chunk) // 2]])]
+        parts.append((evidence_fractions(cost_model.operator_costs(*_batch(row, context))),
+                      float(by_duration.iloc[chunk].sum())))
+    return weighted_fractions(parts)
+
+
+class _RecordingModel:
+    """Stands in for a cost model: remembers the batches it was asked to cost."""
+
+    def __init__(self):
+        self.batches = []
+
+    def operator_costs(self, new, ctx):
+        self.batches.append((tuple(new), tuple(ctx)))
+        return []
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 9, 300, 1001])
+def test_kernel_evidence_samples_the_rows_of_a_stable_duration_sort(n, monkeypatch):
+    from llmsim.trust.annotate import kernel_evidence
+
+    steps = _random_steps(np.random.default_rng(n), n)
+    ref_model, new_model = _RecordingModel(), _RecordingModel()
+    want = _kernel_evidence_by_argsort(ref_model, steps, 700.0)
+    monkeypatch.setattr(window, "ROW_BLOCK", 7)  # the one-pass row search over many blocks
+    got = kernel_evidence(new_model, steps, 700.0)
+    assert new_model.batches == ref_model.batches and len(new_model.batches) == min(8, n)
+    assert got == want
+
+
+def test_engine_share_and_capacity_use_blockwise_equal_the_whole_table(monkeypatch):
+    from llmsim.experiment.cluster_build import build_cluster
+    from llmsim.experiment.runner import _coerce
+    from llmsim.experiment.sweep import expand
+    from llmsim.specs import load_model
+    from llmsim.trust.annotate import engine_step_share, peak_capacity_use
+
+    cfg, base, where, _ = _coerce(dict(TWO_REPLICAS), None, ())
+    point = expand(cfg, base, where)[0]
+    cluster, _ = build_cluster(point.config, load_model(point.config.model), point.where)
+    dep = cluster.pools[0].deployment
+    steps = _random_steps(np.random.default_rng(3), 2000)
+    whole = engine_step_share(dep.runtime, steps), peak_capacity_use(dep, steps, 700.0)
+    monkeypatch.setattr(window, "ROW_BLOCK", 64)
+    blocked = engine_step_share(dep.runtime, steps), peak_capacity_use(dep, steps, 700.0)
+    assert 0 < whole[0] < 1 and 0 < whole[1] <= 1
+    assert blocked == pytest.approx(whole, rel=1e-12, abs=0)

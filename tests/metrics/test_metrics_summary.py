@@ -96,3 +96,36 @@ def test_warmup_and_cooldown_rows_are_marked_and_left_out():
     assert s["ttft_mean_s"] == pytest.approx(np.mean(np.arange(3, 10) * 0.1 + 0.1))
     by_time = mark_phases(df, warmup_s=4.0, cooldown_s=2.5)
     assert list(by_time.sort_values("arrival_s")["phase"]) == ["warmup"] * 4 + ["measured"] * 5 + ["cooldown"] * 3
+
+
+@pytest.mark.parametrize("warm,cool,warm_s,cool_s", [(0, 0, 0.0, 0.0), (5, 7, 0.0, 0.0), (3, 0, 2.0, 1.5),
+                                                     (0, 4, 0.0, 3.0), (40, 40, 0.0, 0.0),
+                                                     (3, 40, 0.0, 0.0)])
+def test_phases_follow_arrival_rank_with_ties_broken_by_id(warm, cool, warm_s, cool_s):
+    from llmsim.metrics import mark_phases
+
+    rng = np.random.default_rng(warm + 10 * cool)
+    n = 30
+    df = pd.DataFrame({"id": rng.permutation(n), "arrival_s": rng.integers(0, 8, n).astype(float)})  # many ties
+    ranked = df.sort_values(["arrival_s", "id"]).reset_index()
+    rank = np.empty(n, dtype=int)
+    rank[ranked["index"].to_numpy()] = np.arange(n)
+    last = df["arrival_s"].max()
+    want = np.where((rank < warm) | (df["arrival_s"] < warm_s), "warmup",
+                    np.where((rank >= n - cool) | ((df["arrival_s"] > last - cool_s) & (cool_s > 0)), "cooldown",
+                             "measured"))
+    got = mark_phases(df, warmup_requests=warm, cooldown_requests=cool, warmup_s=warm_s, cooldown_s=cool_s)
+    assert list(got["phase"]) == list(want)
+    assert list(df.columns) == ["id", "arrival_s"]  # not in place: the table is left alone
+
+
+def test_the_window_counts_only_finished_requests_that_end_inside_it():
+    from llmsim.metrics.window import Window
+
+    df = pd.DataFrame({"status": ["finished", "rejected", "unfinished", "finished", "finished"],
+                       "arrival_s": [0.0, 1.0, 2.0, 3.0, 10.0], "finish_s": [2.5, 1.0, 9.0, 11.0, 12.0],
+                       "input_tokens": [10, 20, 30, 40, 50]})
+    window = Window.of(df)  # arrivals span [0, 10]: the rejected and unfinished rows end inside it too
+    assert list(window.completed_mask(df)) == [True, False, False, False, False]
+    done = window.completed(df, ("input_tokens",))
+    assert list(done.columns) == ["input_tokens"] and list(done["input_tokens"]) == [10]

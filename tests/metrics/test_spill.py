@@ -141,3 +141,22 @@ def test_reading_a_column_that_is_not_there_names_it(tmp_path):
         t["b"]
     with pytest.raises(IndexError):
         t.iloc[3]
+
+
+def test_views_and_masked_reads_of_a_spilled_table_read_it_a_block_at_a_time(tmp_path, monkeypatch):
+    import llmsim.metrics.window as window
+
+    starts = np.cumsum(np.random.default_rng(4).random(300))
+    mem, disk = _both(tmp_path, starts, np.zeros(300, dtype=int))
+    monkeypatch.setattr(spill, "READ_ROWS", 37)  # masked reads over many blocks
+    mask = np.random.default_rng(5).random(300) < 0.4
+    pd.testing.assert_frame_equal(disk.loc[mask], mem.loc[mask], check_exact=True)
+    part = disk.view(50, 130)
+    assert isinstance(part, SpilledTable) and len(part) == 80 and len(disk.view(290, 400)) == 10
+    pd.testing.assert_frame_equal(part.frame(), mem.iloc[50:130], check_exact=True)
+    pd.testing.assert_frame_equal(part.view(10, 20).frame(), mem.iloc[60:70], check_exact=True)
+    pd.testing.assert_frame_equal(part.loc[mask[50:130]], mem.iloc[50:130].loc[mask[50:130]], check_exact=True)
+    monkeypatch.setattr(window, "ROW_BLOCK", 64)
+    blocks = list(window.Rows(disk, mask).blocks())
+    assert all(isinstance(b._df, SpilledTable) for b in blocks)  # views: only asked-for columns are read
+    assert np.array_equal(np.concatenate([b["flops"] for b in blocks]), mem["flops"].to_numpy()[mask])
