@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.cost.energy import ReplicaPower, idle_energy_j, step_energy_j, usd_per_million_tokens
-from llmsim.metrics.window import Rows, Window
+from llmsim.metrics.window import Rows, Window, in_span
 
 
 def window_steps(requests: pd.DataFrame, steps: pd.DataFrame) -> tuple[Rows, float]:
@@ -26,12 +26,14 @@ def window_steps(requests: pd.DataFrame, steps: pd.DataFrame) -> tuple[Rows, flo
     and the window's length (the steps' makespan when the run has no arrival window)."""
     window = Window.of(requests)
     if window.length_s > 0 and len(steps):
-        start = steps["start_s"].to_numpy(np.float64)
-        return Rows(steps, (start >= window.start_s) & (start <= window.end_s)), window.length_s
+        return Rows(steps, in_span(steps, window.start_s, window.end_s)), window.length_s
     if not len(steps):
         return Rows(steps), 0.0
-    start = steps["start_s"].to_numpy(np.float64)
-    return Rows(steps), float((start + steps["duration_s"].to_numpy(np.float64)).max() - start.min())
+    first, last = np.inf, -np.inf  # the makespan, a block at a time (extremes are exact in any order)
+    for b in Rows(steps).blocks():
+        start = b["start_s"].astype(np.float64, copy=False)
+        first, last = min(first, start.min()), max(last, (start + b["duration_s"].astype(np.float64)).max())
+    return Rows(steps), float(last - first)
 
 
 def energy_fields(requests: pd.DataFrame, steps: pd.DataFrame, power: Sequence[ReplicaPower],

@@ -16,7 +16,7 @@ import pandas as pd
 from llmsim.metrics.histogram import LogHistogram
 from llmsim.metrics.overload import Overload, detect_overload
 from llmsim.metrics.slo import REQUEST_KEYS, evaluate_slo, slo_attainment
-from llmsim.metrics.window import Rows, Window, measured_mask, take_rows
+from llmsim.metrics.window import Rows, Selection, Window, in_span, measured_mask, take_rows
 
 __all__ = ["Overload", "detect_overload", "latency_stats", "littles_law", "slo_attainment", "summarize"]
 
@@ -61,8 +61,8 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
               peak_hbm_bytes_per_s: float = 0.0, overload: Overload | None = None) -> dict:
     """Flat dict of the run's measured requests; ``peak_*`` are totals over all GPUs of all replicas (for
     MFU / MBU); ``slo``: see ``llmsim.metrics.slo``; ``overload``: the verdict (judged here when None)."""
-    meas = take_rows(requests, measured_mask(requests))
-    fin = take_rows(meas, (meas["status"] == "finished").to_numpy())
+    meas = Selection(requests, measured_mask(requests))  # columns read as needed, never a copy of the table
+    fin = meas.where((meas["status"] == "finished").to_numpy())
     window = Window.of(requests)
     out: dict = _counts(requests, meas)
     t0 = float(meas["arrival_s"].min()) if len(meas) else 0.0
@@ -79,8 +79,7 @@ def summarize(requests: pd.DataFrame, steps: pd.DataFrame, *, itl: LogHistogram 
     out["prefix_hit_tokens"] = int(meas["prefix_hit_tokens"].sum()) if len(meas) else 0
     in_window = Rows(steps)
     if window.length_s > 0 and len(steps):
-        start = steps["start_s"].to_numpy(np.float64)
-        in_window = Rows(steps, (start >= window.start_s) & (start <= window.end_s))
+        in_window = Rows(steps, in_span(steps, window.start_s, window.end_s))
     out.update(_step_stats(in_window, peak_flops_per_s, peak_hbm_bytes_per_s))
     out.update(littles_law(requests, steps))
     overload = overload if overload is not None else detect_overload(requests, steps)

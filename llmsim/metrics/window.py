@@ -88,6 +88,60 @@ def take_rows(df: pd.DataFrame, mask: np.ndarray, columns: tuple[str, ...] | Non
     return df.loc[mask] if columns is None else df.loc[mask, columns]
 
 
+def in_span(steps: pd.DataFrame, start_s: float, end_s: float, column: str = "start_s") -> np.ndarray:
+    """``(steps[column] >= start_s) & (steps[column] <= end_s)`` as a row mask, computed a block of rows at a
+    time (a long spilled table's column is never read whole)."""
+    out = np.empty(len(steps), dtype=bool)
+    at = 0
+    for b in Rows(steps).blocks():
+        v = b[column].astype(np.float64, copy=False)
+        out[at:at + len(v)] = (v >= start_s) & (v <= end_s)
+        at += len(v)
+    return out
+
+
+def column(steps: pd.DataFrame, name: str, dtype=np.float64) -> np.ndarray:
+    """One column of ``steps`` as a new array of ``dtype``, filled a block at a time (one copy, where a whole
+    read and a conversion would hold two)."""
+    out = np.empty(len(steps), dtype=dtype)
+    at = 0
+    for b in Rows(steps).blocks():
+        v = b[name]
+        out[at:at + len(v)] = v
+        at += len(v)
+    return out
+
+
+class Selection:
+    """The rows of ``df`` that ``mask`` selects, one column at a time: ``s[name]`` is ``df[mask][name]`` (the same
+    values, dtype and row labels) without a copy of the table's other columns; also ``len``, ``in`` and
+    ``columns``. What a summary reads of a run's measured and finished requests (a copy of a 1M-request table
+    per selection otherwise)."""
+
+    def __init__(self, df: pd.DataFrame, mask: np.ndarray | None = None) -> None:
+        self._df = df
+        self._mask = None if mask is None or bool(mask.all()) else np.asarray(mask, dtype=bool)
+        self.columns = df.columns
+
+    def __len__(self) -> int:
+        return len(self._df) if self._mask is None else int(self._mask.sum())
+
+    def __contains__(self, column: object) -> bool:
+        return column in self._df
+
+    def __getitem__(self, column: str) -> pd.Series:
+        values = self._df[column]
+        return values if self._mask is None else values[self._mask]
+
+    def where(self, mask: np.ndarray) -> Selection:
+        """The rows of these that ``mask`` (over these rows) selects."""
+        if self._mask is None:
+            return Selection(self._df, mask)
+        both = self._mask.copy()
+        both[both] = np.asarray(mask, dtype=bool)
+        return Selection(self._df, both)
+
+
 class Rows:
     """Read-only columns of the rows of ``df`` that ``mask`` selects (None: all of them), each handed out as
     a numpy array when asked for: a summary of a long run holds one selected column at a time, never a

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.cost.evidence import evidence_fractions, weighted_fractions
-from llmsim.metrics.window import Rows, take_rows
+from llmsim.metrics.window import Rows, column, take_rows
 from llmsim.trust.grades import Evidence, grade, worst
 from llmsim.trust.intervals import FAMILIES, LEVEL, ResidualTable, load_residuals, metric_interval
 
@@ -52,7 +52,7 @@ def kernel_evidence(cost_model, steps: pd.DataFrame, context: float) -> dict[str
     n = len(steps)
     if not n:
         return evidence_fractions([])
-    dur = np.concatenate([b["duration_s"] for b in Rows(steps).blocks()]).astype(np.float64, copy=False)
+    dur = column(steps, "duration_s")
     dur.sort(kind="stable")
     sections = min(SAMPLES, n)
     size, extra = divmod(n, sections)  # the rank ranges of ``np.array_split(range(n), sections)``
@@ -180,7 +180,7 @@ def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.Data
         idx = pools.get(pool.name, (None, ()))[1] if pools else ()
         st = take_rows(steps, steps["replica"].isin(idx).to_numpy()) if idx and "replica" in steps else steps
         dep = pool.deployment
-        w = float(st["duration_s"].sum()) if len(st) else 0.0
+        w = float(sum(b["duration_s"].sum() for b in Rows(st).blocks())) if len(st) else 0.0
         parts.append((kernel_evidence(dep.cost_model, st, context), w))
         eng.append(engine_step_share(dep.runtime, st))
         press.append(peak_capacity_use(dep, st, context))

@@ -121,3 +121,31 @@ def test_engine_share_and_capacity_use_blockwise_equal_the_whole_table(monkeypat
     blocked = engine_step_share(dep.runtime, steps), peak_capacity_use(dep, steps, 700.0)
     assert 0 < whole[0] < 1 and 0 < whole[1] <= 1
     assert blocked == pytest.approx(whole, rel=1e-12, abs=0)
+
+
+def test_a_selection_reads_the_selected_rows_of_one_column_as_a_copy_of_the_table_would():
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"x": rng.random(50), "n": rng.integers(0, 9, 50), "s": rng.choice(["a", "b"], 50)})
+    first = rng.random(50) < 0.7
+    sel = window.Selection(df, first)
+    assert len(sel) == first.sum() and "n" in sel and "y" not in sel and list(sel.columns) == ["x", "n", "s"]
+    copy = df[first]
+    for c in ("x", "n", "s"):
+        pd.testing.assert_series_equal(sel[c], copy[c], check_exact=True)  # values, dtype and row labels
+    second = (copy["n"] > 3).to_numpy()
+    inner = sel.where(second)
+    assert len(inner) == second.sum()
+    pd.testing.assert_series_equal(inner["x"], copy[second]["x"], check_exact=True)
+    whole = window.Selection(df, np.ones(50, dtype=bool))["x"]  # every row: the column itself, not a copy
+    assert np.shares_memory(whole.to_numpy(), df["x"].to_numpy())
+
+
+def test_span_masks_and_columns_read_blockwise_equal_the_whole_column(monkeypatch):
+    steps = _random_steps(np.random.default_rng(9), 500)
+    start = steps["start_s"].to_numpy()
+    lo, hi = float(start[37]), float(start[411])  # both ends inclusive, on a row's value
+    monkeypatch.setattr(window, "ROW_BLOCK", 64)
+    assert np.array_equal(window.in_span(steps, lo, hi), (start >= lo) & (start <= hi))
+    got = window.column(steps, "batch_size")
+    assert got.dtype == np.float64 and np.array_equal(got, steps["batch_size"].to_numpy(np.float64))
+    assert len(window.in_span(steps.iloc[:0], lo, hi)) == 0
