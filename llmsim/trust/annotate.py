@@ -178,7 +178,7 @@ def run_evidence(cluster, pools: Mapping, requests: pd.DataFrame, steps: pd.Data
     parts, eng, press, weights = [], [], [], []
     for pool in cluster.pools:
         idx = pools.get(pool.name, (None, ()))[1] if pools else ()
-        st = take_rows(steps, steps["replica"].isin(idx).to_numpy()) if idx and "replica" in steps else steps
+        st = take_rows(steps, _of_replicas(steps, idx)) if idx and "replica" in steps else steps
         dep = pool.deployment
         w = float(sum(b["duration_s"].sum() for b in Rows(st).blocks())) if len(st) else 0.0
         parts.append((kernel_evidence(dep.cost_model, st, context), w))
@@ -220,6 +220,18 @@ def trust_fields(summary: Mapping, step: Evidence, frontend_s: float, table: Res
         if bounds:  # absent, not None, where no interval applies: all-None columns have no stable dtype
             out[f"lo.{m}"], out[f"hi.{m}"] = bounds
     out["grade"] = worst(letters)
+    return out
+
+
+def _of_replicas(steps: pd.DataFrame, replicas) -> np.ndarray:
+    """Row mask of the steps of ``replicas``, a block of rows at a time."""
+    out = np.empty(len(steps), dtype=bool)
+    at = 0
+    wanted = np.asarray(list(replicas))
+    for b in Rows(steps).blocks():
+        r = b["replica"]
+        out[at:at + len(r)] = np.isin(r, wanted)
+        at += len(r)
     return out
 
 

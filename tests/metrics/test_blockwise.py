@@ -149,3 +149,13 @@ def test_span_masks_and_columns_read_blockwise_equal_the_whole_column(monkeypatc
     got = window.column(steps, "batch_size")
     assert got.dtype == np.float64 and np.array_equal(got, steps["batch_size"].to_numpy(np.float64))
     assert len(window.in_span(steps.iloc[:0], lo, hi)) == 0
+
+
+def test_the_steps_of_a_pool_are_picked_blockwise_as_isin_would(monkeypatch):
+    from llmsim.trust.annotate import _of_replicas
+
+    steps = _random_steps(np.random.default_rng(10), 400)
+    steps["replica"] = np.random.default_rng(11).integers(0, 5, 400).astype(np.int32)
+    monkeypatch.setattr(window, "ROW_BLOCK", 64)
+    for pool in ((0,), (1, 3), (0, 1, 2, 3, 4)):
+        assert np.array_equal(_of_replicas(steps, pool), steps["replica"].isin(pool).to_numpy()), pool
