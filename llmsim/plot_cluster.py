@@ -121,18 +121,29 @@ def scaled_goodput(directory: str | Path, scales=(1.0, 0.75, 0.5, 0.35, 0.25)) -
     summary, rate = _configs(Path(directory))
     targets = {k: summary[f"slo_{k}"].iloc[0] for k in ("ttft_s", "tpot_s", "e2e_s") if f"slo_{k}" in summary}
     target = float(summary["slo_target_attainment"].iloc[0]) if "slo_target_attainment" in summary else 0.9
-    tables = {pid: res.requests(pid) for pid in summary["point_id"]}
-    tables = {pid: t[t["phase"] == "measured"] if "phase" in t else t for pid, t in tables.items()}
+    att: dict[str, list] = {}  # point -> attainment per scale: one point's latency columns read at a time
+    for pid in summary["point_id"]:
+        if pid not in att:
+            t = _measured_latencies(res, pid)
+            att[pid] = [slo_attainment(t, {k: v * scale for k, v in targets.items()}) for scale in scales]
     rows = []
-    for scale in scales:
-        slo = {k: v * scale for k, v in targets.items()}
-        att = summary["point_id"].map(lambda pid, slo=slo: slo_attainment(tables[pid], slo))
-        scaled = summary.assign(slo_attainment=att)
+    for i, scale in enumerate(scales):
+        scaled = summary.assign(slo_attainment=summary["point_id"].map(lambda pid, i=i: att[pid][i]))
         for label, g in scaled.groupby("label", sort=False):
             gp = attainment_goodput(g, rate, target)
             rows.append({"label": label, "slo_scale": scale,
                          "goodput_per_gpu": None if gp is None else gp / int(g["num_gpus"].iloc[0])})
     return pd.DataFrame(rows)
+
+
+SLO_COLUMNS = ("status", "phase", "ttft_s", "tpot_s", "e2e_s")
+
+
+def _measured_latencies(res: Results, point_id: str) -> pd.DataFrame:
+    """The measured requests of a point, only the columns an SLO reads (``SLO_COLUMNS``)."""
+    blocks = list(res.request_blocks(point_id, SLO_COLUMNS))
+    t = pd.concat(blocks, ignore_index=True) if blocks else pd.DataFrame(columns=list(SLO_COLUMNS[:1]))
+    return t[t["phase"] == "measured"] if "phase" in t else t
 
 
 def _attainment(ax, summary: pd.DataFrame, rate: str, per_gpu: bool = True) -> None:

@@ -34,7 +34,10 @@ def mark_phases(requests: pd.DataFrame, *, warmup_requests: int = 0, warmup_s: f
         warm[order[:max(0, min(warmup_requests, n))]] = True
         cool[order[max(0, n - cooldown_requests):]] = True
     # one shared string per phase (not a string object per row)
-    phase = np.array(PHASES, dtype=object)[np.where(warm, 0, np.where(cool, 2, 1))]
+    codes = np.ones(n, dtype=np.int8)  # 1 byte a row: measured, unless cool-down, unless warm-up
+    codes[cool] = 2
+    codes[warm] = 0
+    phase = np.array(PHASES, dtype=object)[codes]
     if not inplace:
         return requests.assign(phase=phase)
     requests["phase"] = phase

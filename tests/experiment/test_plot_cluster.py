@@ -41,8 +41,31 @@ def test_goodput_table_and_figures_from_a_results_directory(tmp_path, capsys):
     for _, r in table.iterrows():
         assert r["goodput_per_gpu"] == pytest.approx(r["goodput_rps"] / r["num_gpus"])
         assert r["requests_per_usd"] == pytest.approx(r["goodput_rps"] * 3600 / (2.99 * r["num_gpus"]))
+    _check_scaled_goodput(out)
     for kind in ("goodput", "cost", "routing", "migration"):
         png = tmp_path / f"{kind}.png"
         assert plot_main([kind, str(png), str(out)]) == 0
         assert png.stat().st_size > 10_000
     assert plot_main(["nope", "x.png"]) == 2
+
+
+def _check_scaled_goodput(out):
+    """Each SLO scale's goodput from the measured requests' latency columns equals the same figure computed
+    from the whole request tables (the reference here)."""
+    from llmsim.experiment.results import Results
+    from llmsim.metrics.slo import slo_attainment
+    from llmsim.plot_cluster import _configs, attainment_goodput, scaled_goodput
+
+    got = scaled_goodput(out, scales=(1.0, 0.1))
+    res = Results.load(out)
+    summary, rate = _configs(out)
+    want = []
+    for scale in (1.0, 0.1):
+        slo = {"ttft_s": 1.0 * scale, "tpot_s": 0.05 * scale}
+        att = [slo_attainment(res.requests(p)[res.requests(p)["phase"] == "measured"], slo)
+               for p in summary["point_id"]]
+        for _label, g in summary.assign(slo_attainment=att).groupby("label", sort=False):
+            gp = attainment_goodput(g, rate, 0.9)
+            want.append(None if gp is None else gp / int(g["num_gpus"].iloc[0]))
+    assert len(got) == 4 and any(v for v in want[:2]) and want[:2] != want[2:]  # the scale matters
+    assert [None if pd.isna(v) else v for v in got["goodput_per_gpu"]] == want
