@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from llmsim.metrics.window import measured_mask, take_rows
+from llmsim.metrics.window import Selection, measured_mask, take_rows
 
 
 def _pct(values: np.ndarray, q: float) -> float | None:
@@ -29,8 +29,8 @@ def pool_summary(requests: pd.DataFrame, steps: pd.DataFrame,
     (time-weighted), ``mean_batch_size``, ``queue_p50_s`` / ``queue_p99_s`` (arrival to first prefill step,
     for the pool that prefilled), and for decode pools ``handoff_mean_s`` / ``handoff_p99_s`` and
     ``transfer_mean_s`` / ``transfer_p99_s``."""
-    meas = requests[measured_mask(requests)]
-    fin = meas[meas["status"] == "finished"]
+    meas = Selection(requests, measured_mask(requests))  # columns read as needed, never a copy of the table
+    fin = meas.where((meas["status"] == "finished").to_numpy())
     out: dict = {}
     if len(steps):
         start = steps["start_s"].to_numpy(np.float64)
@@ -47,7 +47,7 @@ def pool_summary(requests: pd.DataFrame, steps: pd.DataFrame,
         out[key + "kv_utilization_mean"] = float((util * dur).sum() / dur.sum()) if dur.sum() > 0 else None
         out[key + "mean_batch_size"] = float(st["batch_size"].mean()) if len(st) else None
         prefilled = fin["prefill_replica"] if role == "prefill" else fin["replica"]
-        here = fin[prefilled.isin(members)]
+        here = fin.where(prefilled.isin(members).to_numpy())
         out[key + "requests"] = int(len(here))
         if role != "decode":
             q = here["queue_s"].to_numpy(np.float64)

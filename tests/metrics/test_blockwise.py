@@ -159,3 +159,43 @@ def test_the_steps_of_a_pool_are_picked_blockwise_as_isin_would(monkeypatch):
     monkeypatch.setattr(window, "ROW_BLOCK", 64)
     for pool in ((0,), (1, 3), (0, 1, 2, 3, 4)):
         assert np.array_equal(_of_replicas(steps, pool), steps["replica"].isin(pool).to_numpy()), pool
+
+
+def _pool_figures_by_copies(requests, pools):
+    """The request side of ``pool_summary`` as first written: copies of the measured, finished and per-pool
+    requests."""
+    meas = requests[requests["phase"] == "measured"]
+    fin = meas[meas["status"] == "finished"]
+    out = {}
+    for name, (role, members) in pools.items():
+        here = fin[(fin["prefill_replica"] if role == "prefill" else fin["replica"]).isin(members)]
+        out[f"pool.{name}.requests"] = len(here)
+        for col in ("queue_s", "handoff_s", "transfer_s"):
+            v = here[col].to_numpy(np.float64)
+            v = v[np.isfinite(v)]
+            out[f"{name}.{col}"] = (float(v.mean()), float(np.percentile(v, 50)), float(np.percentile(v, 99))) \
+                if v.size else None
+    return out
+
+
+def test_pool_figures_from_selections_equal_those_from_copied_tables():
+    from llmsim.metrics.pools import pool_summary
+
+    rng = np.random.default_rng(12)
+    n = 400
+    requests = pd.DataFrame({
+        "status": rng.choice(["finished", "finished", "rejected", "unfinished"], n),
+        "phase": rng.choice(["warmup", "measured", "measured", "cooldown"], n),
+        "replica": rng.integers(2, 6, n), "prefill_replica": rng.integers(0, 3, n),  # some outside either pool
+        "queue_s": rng.random(n), "handoff_s": rng.random(n) * 0.1, "transfer_s": rng.random(n) * 0.01})
+    steps = _random_steps(rng, 300)
+    steps["replica"] = rng.integers(0, 5, 300).astype(np.int32)
+    pools = {"p": ("prefill", (0, 1)), "d": ("decode", (2, 3, 4))}
+    got = pool_summary(requests, steps, pools)
+    want = _pool_figures_by_copies(requests, pools)
+    assert got["pool.p.requests"] == want["pool.p.requests"] > 0
+    assert got["pool.d.requests"] == want["pool.d.requests"] > 0
+    assert (got["pool.p.queue_p50_s"], got["pool.p.queue_p99_s"]) == want["p.queue_s"][1:]
+    for col in ("handoff", "transfer"):
+        assert (got[f"pool.d.{col}_mean_s"], got[f"pool.d.{col}_p99_s"]) == \
+            (want[f"d.{col}_s"][0], want[f"d.{col}_s"][2])
