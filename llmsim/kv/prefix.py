@@ -226,29 +226,35 @@ class PrefixCacheKV(KVManager):
 
     def _take(self, n: int) -> list[int]:
         """``n`` blocks from the head of the free queue, dropping the cached hashes they held."""
-        out = []
-        hashes, ref, cached, more, stale = self._hash, self._ref, self._cached, self._more, self._stale
-        pop, add = self._free.popleft, out.append
-        evicted = 0
-        for _ in range(n):
-            b = pop()
-            while stale[b]:  # an entry left behind by a hit on a free block
-                stale[b] -= 1
-                self._num_stale -= 1
+        pop = self._free.popleft
+        if self._num_stale:
+            out = []
+            add, stale = out.append, self._stale
+            for _ in range(n):
                 b = pop()
-            h = hashes[b]
-            if h is not None:
+                while stale[b]:  # an entry left behind by a hit on a free block
+                    stale[b] -= 1
+                    self._num_stale -= 1
+                    b = pop()
+                add(b)
+        else:  # no stale entries: the next n entries are the blocks
+            out = [pop() for _ in range(n)]
+        hashes, ref = self._hash, self._ref
+        cached = [b for b in out if hashes[b] is not None]
+        if cached:
+            table, more = self._cached, self._more
+            for b in cached:
+                h = hashes[b]
                 if h == OWN:  # no lookup finds it: nothing to unregister
                     pass
                 elif h in more:
                     self._evict_shared(b, h)
                 else:  # its only holder
-                    del cached[h]
+                    del table[h]
                 hashes[b] = None
-                evicted += 1
+            self.num_evicted += len(cached)
+        for b in out:
             ref[b] = 1
-            add(b)
-        self.num_evicted += evicted
         self.num_free_blocks -= n
         self.num_allocated += n
         return out
