@@ -15,6 +15,9 @@ time). Cases:
   10 req/s with the Azure 2023 conversation trace's lengths on ``single``'s replica, simulated, summarised
   (trust annotation included) and written to a scratch results directory (step table included), in one
   fresh process as the CLI runs it; its peak RSS is the whole process's;
+- ``run8``: ``run1m``'s path for 8 such replicas behind least-outstanding routing at 8 times the rate
+  (80 req/s), ``--cluster-requests`` requests: the replicas' step rows interleave, so they are spilled per
+  replica and merged at the end (``llmsim.metrics.spill.merge_streams``);
 - ``mixed8``: 8 mixed replicas behind least-outstanding routing, 100,000 requests (``--cluster-requests``);
 - ``pd4x4``: 4 prefill + 4 decode replicas (InfiniBand 400 Gb/s per GPU, whole-cache transfers,
   least-outstanding decode routing), 100,000 requests.
@@ -27,7 +30,7 @@ requests_per_cpu_s=N steps_per_cpu_s=N realtime_factor=N peak_rss_mb=N bytes_per
 ``single`` and a cluster case, ``cluster_cost_ratio`` (the largest CPU time per request of a cluster case over
 the single replica's; the target is <= 2).
 
-    python benchmarks/sim_speed.py [--cases single,vidur,trace1m,run1m,mixed8,pd4x4] [--requests 10000]
+    python benchmarks/sim_speed.py [--cases single,vidur,trace1m,run1m,run8,mixed8,pd4x4] [--requests 10000]
         [--cluster-requests 100000] [--trace-requests 1000000] [--run-requests 1000000] [--trace-steps]
         [--load 0.8] [--seed 0]
         [--profile]
@@ -52,7 +55,7 @@ from llmsim.workload.request import Request
 
 MODEL, HARDWARE = "llama-3.1-8b", "h100-sxm"
 SCHEDULER = {"kind": "vllm", "mode": "v1"}
-CASES = ("single", "vidur", "trace1m", "run1m", "mixed8", "pd4x4")
+CASES = ("single", "vidur", "trace1m", "run1m", "run8", "mixed8", "pd4x4")
 HERE = Path(__file__).resolve().parent
 VIDUR_YAML = HERE / "vidur_scenario.yaml"
 AZURE_CONV = HERE.parent.parent / "shared" / "data" / "traces" / "azure2023_conv.csv"
@@ -128,24 +131,27 @@ def table_rows(stem: Path) -> int:
         return sum(1 for _ in f) - 1
 
 
-def run_config(n: int) -> dict:
-    """The ``run1m`` experiment, as a user would write it."""
-    return {"name": "run1m", "model": MODEL, "hardware": HARDWARE, "scheduler": dict(SCHEDULER),
-            "workload": {"arrival": {"kind": "poisson", "rate_per_s": 10.0},
-                         "lengths": {"kind": "trace", "path": str(AZURE_CONV)}},
-            "stop": {"num_requests": n}, "seeds": [0]}
+def run_config(n: int, replicas: int = 1) -> dict:
+    """The ``run1m`` experiment (``run8`` with 8 ``replicas``), as a user would write it."""
+    cfg = {"name": "run1m", "model": MODEL, "hardware": HARDWARE, "scheduler": dict(SCHEDULER),
+           "workload": {"arrival": {"kind": "poisson", "rate_per_s": 10.0 * replicas},
+                        "lengths": {"kind": "trace", "path": str(AZURE_CONV)}},
+           "stop": {"num_requests": n}, "seeds": [0]}
+    if replicas > 1:
+        cfg.update(layout={"replicas": replicas}, router={"kind": "least_outstanding"})
+    return cfg
 
 
 def _simulate(case: str, n: int, rate: float, seed: int):
     """(summary dict, number of steps, number of requests) of the case's timed run; workload generation is
     lazy and interleaved with the simulation (timed too, as a user's run would pay for it)."""
-    if case == "run1m":
+    if case in ("run1m", "run8"):
         import tempfile
 
         from llmsim.experiment.runner import run_experiment
 
         with tempfile.TemporaryDirectory() as tmp:
-            res = run_experiment(run_config(n), Path(tmp) / "run1m")
+            res = run_experiment(run_config(n, 8 if case == "run8" else 1), Path(tmp) / "run1m")
             s = res.summary.iloc[0].to_dict()
             steps = table_rows(Path(tmp) / "run1m" / "points" / s["point_id"] / "steps")
         return s, steps, int(s["num_requests"])
@@ -173,7 +179,7 @@ def _capacity(case: str, seed: int) -> float:
 
 
 def run_case(case: str, n: int, load: float, seed: int) -> dict:
-    rate = load * _capacity(case, seed) if case not in ("vidur", "trace1m", "run1m") else 0.0  # untimed
+    rate = load * _capacity(case, seed) if case not in ("vidur", "trace1m", "run1m", "run8") else 0.0  # untimed
     rss0 = rss_bytes()
     c0 = time.process_time()
     s, steps, n_done = _simulate(case, n, rate, seed)

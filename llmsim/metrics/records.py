@@ -10,6 +10,7 @@ blocks; the step table keeps its counts as 4-byte integers (80 bytes per row; th
 
 from __future__ import annotations
 
+import shutil
 from array import array
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from llmsim.metrics.histogram import LogHistogram
-from llmsim.metrics.spill import ColumnSpill, SpilledTable
+from llmsim.metrics.spill import ColumnSpill, SpilledTable, merge_streams
 
 REQUEST_COLUMNS = (
     "id", "replica", "status", "reason", "arrival_s", "input_tokens", "output_tokens", "queue_s", "ttft_s",
@@ -198,6 +199,16 @@ def _pairs_ordered(prev: list[np.ndarray], nxt: list[np.ndarray]) -> bool:
     return True
 
 
+def _streams_of(replica: np.ndarray, engine: np.ndarray):
+    """(replica, engine) and the rows of each among a block's rows, in order (rows None: all of them)."""
+    if replica.min() == replica.max() and engine.min() == engine.max():
+        return [((int(replica[0]), int(engine[0])), None)]
+    code = replica.astype(np.int64) * (int(engine.max()) + 1) + engine
+    order = np.argsort(code, kind="stable")
+    cuts = np.flatnonzero(np.diff(code[order])) + 1
+    return [((int(replica[g[0]]), int(engine[g[0]])), g) for g in np.split(order, cuts)]
+
+
 class StepLog:
     """Step rows, kept column-wise in compact typed arrays (a collapsed decode run extends them with its k
     rows at once). ``keep_rows=False`` counts steps (``num_rows``) without keeping them: for runs too long to
@@ -217,9 +228,11 @@ class StepLog:
         self._gap_buffer: list[float] = []
         self._spill_dir = spill if keep_rows else None
         self._spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
-        self._spill: ColumnSpill | None = None  # made when the rows first outgrow ``spill_rows``
-        self._spilled_sorted = True  # the rows on disk are in (start, replica, engine) order
-        self._last_key: list | None = None
+        # per (replica, engine): the files of its rows, made when the rows first outgrow ``spill_rows``
+        self._streams: dict[tuple[int, int], ColumnSpill] = {}
+        self._spilled_sorted = True  # each stream's rows on disk are in order of start
+        self._last_start: dict[tuple[int, int], float] = {}
+        self._disk_rows = 0
 
     def step(self, row: tuple) -> None:
         self.num_rows += 1
@@ -231,23 +244,33 @@ class StepLog:
             self._write_block()
 
     def _on_disk(self) -> int:
-        return self._spill.rows if self._spill is not None else 0
+        return self._disk_rows
 
     def _write_block(self) -> None:
-        """The rows held in memory appended to the spill files; the memory let go."""
-        if self._spill is None:
-            self._spill = ColumnSpill(self._spill_dir, {c: _STEP_DTYPES[self._cols[c].typecode] for c in STEP_COLUMNS})
+        """The rows held in memory appended to their streams' spill files; the memory let go."""
         cols = {c: np.frombuffer(self._cols[c], dtype=_STEP_DTYPES[self._cols[c].typecode]) for c in STEP_COLUMNS}
-        keys = [cols[k] for k in STEP_KEYS]
-        if self._spilled_sorted and len(keys[0]):
-            edge = [] if self._last_key is None else [np.array([a, k[0]]) for a, k in zip(self._last_key, keys, strict=True)]
-            self._spilled_sorted = _is_sorted(keys) and (not edge or _is_sorted(edge))
-            self._last_key = [k[-1] for k in keys]
-        self._spill.write(cols)
-        del cols, keys
+        replica, engine = cols["replica"], cols["engine"]
+        self._disk_rows += len(replica)
+        if len(replica):
+            for key, rows in _streams_of(replica, engine):
+                part = cols if rows is None else {c: v[rows] for c, v in cols.items()}
+                self._append_stream(key, part)
+        del cols, replica, engine
         for c in STEP_COLUMNS:
             _empty(self._cols, c)
         self._appenders = [self._cols[c].append for c in STEP_COLUMNS]
+
+    def _append_stream(self, key: tuple[int, int], part: dict) -> None:
+        start = part["start_s"]
+        if self._spilled_sorted:
+            last = self._last_start.get(key)
+            self._spilled_sorted = bool((np.diff(start) >= 0).all()) and (last is None or start[0] >= last)
+            self._last_start[key] = float(start[-1])
+        spill = self._streams.get(key)
+        if spill is None:
+            dtypes = {c: _STEP_DTYPES[self._cols[c].typecode] for c in STEP_COLUMNS}
+            spill = self._streams[key] = ColumnSpill(self._spill_dir / f"r{key[0]}e{key[1]}", dtypes)
+        spill.write(part)
 
     def run(self, columns: dict) -> None:
         """Rows of a collapsed run: each value is a scalar (repeated) or an array of the run's length."""
@@ -278,17 +301,28 @@ class StepLog:
 
     def frame(self, release: bool = False) -> pd.DataFrame | SpilledTable:
         """The table sorted by (start, replica, engine); ``release`` as for ``RequestLog.frame``. Once rows
-        were written to the spill directory, a ``SpilledTable`` over it when they are already in that order
-        (the rows of one engine are), else the whole table read back and sorted in memory."""
+        were written to the spill directory, a ``SpilledTable`` over it when each engine's rows are in order of
+        start (they are: an engine's steps follow one another): over its files if there is one engine, else
+        over the engines' files merged into that order (``merge_streams``, a window at a time). Otherwise the
+        whole table is read back and sorted in memory."""
         self.flush_gaps()
-        if self._spill is not None:
+        if self._streams:
             self._write_block()
+            streams = sorted(self._streams.items())
+            self._streams, self._last_start = {}, {}
             if self._spilled_sorted:
-                return SpilledTable(self._spill)
-            table = SpilledTable(self._spill).frame()
-            self._spill.discard()
-            self._spill, self._spilled_sorted, self._last_key = None, True, None
-            return _sorted_frame({c: table[c].to_numpy() for c in STEP_COLUMNS}, list(STEP_KEYS))
+                if len(streams) == 1:
+                    return SpilledTable(streams[0][1])
+                merged = merge_streams(streams, self._spill_dir / "merged", "start_s", STEP_KEYS[1:])
+                for _, spill in streams:
+                    spill.discard()
+                return SpilledTable(merged)
+            # a stream out of order: sorted in memory (equal keys are one stream's rows, in the order logged)
+            parts = [SpilledTable(spill).frame() for _, spill in streams]
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._spilled_sorted = True
+            return _sorted_frame({c: np.concatenate([p[c].to_numpy() for p in parts]) for c in STEP_COLUMNS},
+                                 list(STEP_KEYS))
         cols = {}
         for c in STEP_COLUMNS:  # counts stay 4-byte integers: a long run's table is mostly step rows
             cols[c] = _column(self._cols[c], c in self.INT_COLUMNS, np.int32, take=release)

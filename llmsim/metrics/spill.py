@@ -6,6 +6,11 @@ its rows there one block at a time, one raw native-endian file per column, and t
 ``SpilledTable``: a read-only table over those files that the summaries, the trust annotation and the table
 writer read one column or one block at a time (the parts of the ``pandas.DataFrame`` interface they use).
 Its values, types and row order are those of the in-memory table, to the bit.
+
+The rows of several replicas (or engines) interleave in the log, each engine's in order of start, so each
+engine's rows go to files of their own (a *stream*), and at the end of the run ``merge_streams`` merges the
+streams into the table's order a window at a time (a k-way merge: memory of one window per stream, never the
+whole table), where the in-memory table would be sorted as a whole.
 """
 
 from __future__ import annotations
@@ -48,6 +53,39 @@ class ColumnSpill:
 
     def discard(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def merge_streams(streams: Sequence[tuple[tuple, ColumnSpill]], directory: Path, key_column: str,
+                  group_columns: Sequence[str], rows: int | None = None) -> ColumnSpill:
+    """The rows of ``streams`` in one ``ColumnSpill`` at ``directory``, in lexicographic order of
+    (``key_column``, *``group_columns``), equal rows in stream order: what a stable sort of all of them gives.
+    Each stream is (its ``group_columns`` values, the same on all its rows; its spill, sorted by
+    ``key_column``). A window of at most ``rows`` (default ``READ_ROWS``) rows in all is read at a time: every row not after the
+    smallest last key of the windows that do not end their stream is written (such a row sorts before any row
+    not read yet), then the windows move on past them."""
+    k = len(streams)
+    out = ColumnSpill(directory, streams[0][1].dtypes)
+    window = max(1, (READ_ROWS if rows is None else rows) // k)
+    pos = [0] * k
+    while True:
+        live = [i for i in range(k) if pos[i] < streams[i][1].rows]
+        if not live:
+            return out
+        keys = {i: streams[i][1].read(key_column, pos[i], pos[i] + window) for i in live}
+        bound = min(((float(keys[i][-1]), streams[i][0]) for i in live if pos[i] + len(keys[i]) < streams[i][1].rows),
+                    default=None)
+        parts = []
+        for i in live:
+            if bound is None:
+                n = len(keys[i])
+            else:  # rows up to the bound; at the bound's key, this stream's rows if its group does not sort after
+                n = int(np.searchsorted(keys[i], bound[0], side="right" if streams[i][0] <= bound[1] else "left"))
+            if n:
+                parts.append((streams[i][1], pos[i], pos[i] + n))
+                pos[i] += n
+        block = {c: np.concatenate([sp.read(c, a, b) for sp, a, b in parts]) for c in out.dtypes}
+        order = np.lexsort([block[c] for c in reversed((key_column, *group_columns))])  # stable: stream order kept
+        out.write({c: v[order] for c, v in block.items()})
 
 
 class SpilledTable:

@@ -160,3 +160,83 @@ def test_views_and_masked_reads_of_a_spilled_table_read_it_a_block_at_a_time(tmp
     blocks = list(window.Rows(disk, mask).blocks())
     assert all(isinstance(b._df, SpilledTable) for b in blocks)  # views: only asked-for columns are read
     assert np.array_equal(np.concatenate([b["flops"] for b in blocks]), mem["flops"].to_numpy()[mask])
+
+
+def _interleaved(seed: int, streams: int = 5, per: int = 120, out_of_order: bool = False):
+    """Rows of ``streams`` (replica, engine) streams, each in order of start (with ties inside a stream and
+    across streams), logged interleaved as an event loop logs them (a stream's rows in its own order)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(streams):
+        starts = np.round(np.cumsum(rng.random(per)), 1)  # rounded: equal starts within and across streams
+        starts[per // 2] = starts[per // 2 - 1]
+        rows.append([(s // 2, s % 2, float(t)) for t in starts])
+    if out_of_order:
+        rows[2][30], rows[2][31] = rows[2][31], rows[2][30]
+    order, heads = [], [0] * streams
+    while len(order) < streams * per:  # a random interleaving keeping each stream's order
+        s = int(rng.choice([i for i in range(streams) if heads[i] < per]))
+        order.append(rows[s][heads[s]])
+        heads[s] += 1
+    out = []
+    for replica, engine, start in order:
+        ints = rng.integers(0, 500, size=10)
+        out.append((replica, engine, start, float(rng.random()), *map(int, ints), float(rng.random() * 1e12),
+                    float(rng.random() * 1e9)))
+    return out
+
+
+@pytest.mark.parametrize("window", [3, 64, 1 << 18])
+def test_interleaved_engines_are_merged_from_disk_into_the_in_memory_order(tmp_path, monkeypatch, window):
+    monkeypatch.setattr(spill, "READ_ROWS", window)  # many merge rounds (3 rows: one per stream per round)
+    rows = _interleaved(4)
+    mem, disk = StepLog(), StepLog(spill=tmp_path / "spill", spill_rows=16)
+    for log in (mem, disk):
+        for i, row in enumerate(rows):
+            if i % 7 == 3:  # some rows as one-row runs, as collapsed decode runs log them
+                cols = dict(zip(STEP_COLUMNS, row, strict=True))
+                cols["start_s"], cols["duration_s"] = np.array([row[2]]), np.array([row[3]])
+                log.run(cols)
+            else:
+                log.step(row)
+    table, ref = disk.frame(release=True), mem.frame(release=True)
+    assert isinstance(table, SpilledTable) and len(table) == len(rows)
+    assert sorted(p.name for p in (tmp_path / "spill").iterdir()) == ["merged"]  # the streams' files removed
+    pd.testing.assert_frame_equal(table.frame(), ref, check_exact=True)
+    keys = ref[["start_s", "replica", "engine"]].to_numpy()
+    assert len({tuple(k) for k in keys}) < len(keys)  # the case has equal keys (kept in the order logged)
+
+
+def test_an_engine_out_of_order_among_several_is_sorted_in_memory_and_the_files_removed(tmp_path):
+    rows = _interleaved(5, out_of_order=True)
+    mem, disk = StepLog(), StepLog(spill=tmp_path / "spill", spill_rows=16)
+    for log in (mem, disk):
+        for row in rows:
+            log.step(row)
+    table, ref = disk.frame(release=True), mem.frame(release=True)
+    assert isinstance(table, pd.DataFrame) and not (tmp_path / "spill").exists()
+    pd.testing.assert_frame_equal(table, ref, check_exact=True)
+
+
+def test_a_cluster_run_through_the_runner_spills_per_replica_and_gives_the_same_files(tmp_path, monkeypatch):
+    from llmsim.experiment.runner import run_experiment
+
+    exp = {"name": "spill2", "model": "llama-3.1-8b", "hardware": "h100-sxm", "scheduler": {"kind": "vllm", "mode": "v1"},
+           "layout": {"replicas": 3}, "router": {"kind": "round_robin"},
+           "workload": {"arrival": {"kind": "poisson", "rate_per_s": 20.0},
+                        "input_len": {"kind": "uniform", "low": 64, "high": 900},
+                        "output_len": {"kind": "uniform", "low": 8, "high": 80}},
+           "stop": {"num_requests": 150, "warmup_requests": 20}}
+    run_experiment(dict(exp), tmp_path / "mem")
+    made = []
+    monkeypatch.setattr(records, "SPILL_ROWS", 40)
+    monkeypatch.setattr(spill, "READ_ROWS", 50)
+    monkeypatch.setattr(records, "merge_streams", lambda streams, *a, **k: made.append(len(streams))
+                        or spill.merge_streams(streams, *a, **k))
+    run_experiment(dict(exp), tmp_path / "disk")
+    assert made == [3]  # three replicas' rows went to disk and were merged
+    for p in sorted((tmp_path / "mem" / "points").iterdir()):
+        q = tmp_path / "disk" / "points" / p.name
+        assert sorted(x.name for x in q.iterdir()) == sorted(x.name for x in p.iterdir())  # scratch removed
+        for f in p.iterdir():
+            assert filecmp.cmp(f, q / f.name, shallow=False), f.name
