@@ -240,21 +240,19 @@ class PrefixCacheKV(KVManager):
         else:  # no stale entries: the next n entries are the blocks
             out = [pop() for _ in range(n)]
         hashes, ref = self._hash, self._ref
-        cached = [b for b in out if hashes[b] is not None]
-        if cached:
-            table, more = self._cached, self._more
-            for b in cached:
-                h = hashes[b]
-                if h == OWN:  # no lookup finds it: nothing to unregister
-                    pass
-                elif h in more:
-                    self._evict_shared(b, h)
-                else:  # its only holder
-                    del table[h]
+        evicted = 0
+        for b in out:  # one pass: drop the hashes the blocks held (most free blocks hold one), take a ref
+            h = hashes[b]
+            if h is not None:
+                evicted += 1
+                if h != OWN:  # OWN: no lookup finds it, nothing to unregister
+                    if h in self._more:
+                        self._evict_shared(b, h)
+                    else:  # its only holder
+                        del self._cached[h]
                 hashes[b] = None
-            self.num_evicted += len(cached)
-        for b in out:
             ref[b] = 1
+        self.num_evicted += evicted
         self.num_free_blocks -= n
         self.num_allocated += n
         return out

@@ -278,11 +278,12 @@ class StepLog:
         self.num_rows += n
         if not self.keep_rows:
             return
+        cols = self._cols
         for c in STEP_COLUMNS:
-            v, col = columns[c], self._cols[c]
-            if isinstance(v, np.ndarray):
-                dtype = np.int32 if col.typecode == "i" else np.float64
-                col.frombytes(np.ascontiguousarray(v, dtype=dtype).tobytes())
+            v, col = columns[c], cols[c]
+            if isinstance(v, np.ndarray):  # its bytes (tobytes: C order), converted first to the column's type
+                want = np.int32 if col.typecode == "i" else np.float64
+                col.frombytes((v if v.dtype == want else v.astype(want)).tobytes())
             else:
                 col.extend([int(v) if col.typecode == "i" else float(v)] * n)
         if self._spill_dir is not None and self.num_rows - self._on_disk() >= self._spill_rows:

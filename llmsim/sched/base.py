@@ -270,10 +270,11 @@ class Scheduler:
             seq.num_computed += k
             seq.computed_total += k
             seq.num_tokens += k
-            seq.num_emitted += k
-            if seq.num_emitted >= seq.req.output_tokens:
+            e = seq.num_emitted = seq.num_emitted + k
+            if e >= seq.req.output_tokens:
                 finished.append(seq)
-            if self.tracks_steps:
+        if self.tracks_steps:  # after every sequence's counts moved (the hook reads only its own)
+            for seq in plan.seqs:
                 self._after_run(seq, k)
         if finished:
             for seq in finished:

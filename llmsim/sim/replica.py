@@ -281,22 +281,30 @@ class Replica:
             self.steps.num_rows += n
             return
         kv_used, waiting, in_system = state
-        bs = eng.kv.block_size
-        # blocks in use at each step: those of the run's start plus the blocks its sequences grow into
         kv = eng.kv
-        ctx = np.fromiter((s.num_computed for s in plan.seqs), dtype=np.int64, count=b)
-        held = np.fromiter((kv.held_blocks(s) for s in plan.seqs), dtype=np.int64, count=b)
-        steps = np.arange(n, dtype=np.int64)[:, None]
-        grown = np.maximum(0, -(-(ctx[None, :] + steps + 1) // bs) - held[None, :]).sum(axis=1)
+        bs, held = kv.block_size, kv.held_blocks
+        # blocks in use at each step: those of the run's start plus the blocks its sequences grow into. A
+        # sequence with c tokens computed in h blocks needs ceil((c + s + 1) / bs) - h more at step s, i.e.
+        # ceil((s - r) / bs) with r = h * bs - c - 1 (none while s <= r): only those with r < n - 1 grow
+        last = n - 1
+        rs = [r for r in (held(q) * bs - q.num_computed - 1 for q in plan.seqs) if r < last]
+        if rs:
+            steps = np.arange(n, dtype=np.int64)[:, None]
+            grown = kv_used + np.maximum(0, -((np.array(rs, dtype=np.int64)[None, :] - steps) // bs)).sum(axis=1)
+        else:
+            grown = kv_used
         starts = start + ends - durations
         # requests that reached the engine during the run wait (async) from the step after their arrival
-        arrived = np.searchsorted(np.fromiter((t for t, _ in eng.pending), dtype=np.float64), starts, side="right")
+        if eng.pending:
+            arrived = np.searchsorted(np.fromiter((t for t, _ in eng.pending), dtype=np.float64), starts,
+                                      side="right")
+            waiting, in_system = waiting + arrived, in_system + arrived
         sched.reserve_run(plan, n)  # blocks for the whole run, as the engine holds them by its end
         self.steps.run({
             "replica": self.index, "engine": eng.index, "start_s": starts, "duration_s": durations,
             "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
-            "kv_blocks_used": kv_used + grown, "kv_blocks_total": eng.kv.num_blocks,
-            "queue_len": waiting + arrived, "num_in_system": in_system + arrived, "preempted": 0,
+            "kv_blocks_used": grown, "kv_blocks_total": kv.num_blocks,
+            "queue_len": waiting, "num_in_system": in_system, "preempted": 0,
             "swap_blocks": 0, "flops": flops, "hbm_bytes": hbm,
         })
 
