@@ -5,8 +5,8 @@ of a run (a step row per engine step: millions of rows) that is most of the writ
 its cells' strings once, then rows are joined:
 
 - integers: from a table of the strings of every value between the column's minimum and maximum when that
-  range is short (counts, replica indices, block counts: the common case, one string per distinct value),
-  else ``str`` of each;
+  range is short next to the number of rows (counts, replica indices, block counts: each string made once
+  and used many times), else ``str`` of each;
 - floats (float64): ``repr`` of each, the shortest round-trip digits, which is what numpy's ``str`` of a
   float64 gives (same switch to exponent notation below 1e-4 and from 1e16); NaN as the empty field, as
   pandas' default ``na_rep``;
@@ -34,7 +34,7 @@ def _int_cells(values: np.ndarray) -> Callable[[np.ndarray], list[str]]:
     if not values.size:
         return lambda a: []
     lo, hi = int(values.min()), int(values.max())
-    if hi - lo > 4 * values.size + 1024:  # a sparse range: a string per cell
+    if hi - lo > values.size // 4 + 1024:  # values that rarely repeat (ids): a string per cell, a chunk at a time
         return lambda a: list(map(str, a.tolist()))
     table = np.array([str(v) for v in range(lo, hi + 1)], dtype=object)
     return lambda a: table[a.astype(np.int64) - lo].tolist()
