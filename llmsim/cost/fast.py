@@ -6,7 +6,8 @@ norm, LM head, sampling and logits gather on the number of sequences that sample
 calibrated profile's piecewise, shape-dependent corrections, which are functions of the same token count)
 are tabulated per token count and per sampler count the first time one occurs, so a step times only its
 one or two attention operators (from the batch's attention aggregates: prefill tokens, sequences, causal
-(query, key) pairs and KV tokens; decode sequences and KV tokens), with the very timer the exact path uses.
+(query, key) pairs and KV tokens; decode sequences and KV tokens) and what follows them on the KV tokens read
+(a 2-4-bit cache's dequantisation), with the very timer the exact path uses.
 
 The sums are then folded in exactly the order ``CostModel.step_time`` folds them (operators before
 attention pre-folded per token count, the rest added one by one), so the result is the same float, not an
@@ -23,6 +24,7 @@ from llmsim.cost.operators import BatchFeatures, ShardedShapes
 from llmsim.cost.step import LAUNCH_MODES, CostModel, StepCost, _eager, apply_power_cap
 
 ATTENTION_CLASSES = ("attn_prefill", "attn_decode")
+KV_READ_OPS = ("kv_dequant",)  # after attention, timed on its KV tokens (a 2-4-bit cache's dequantisation)
 MAX_ENTRIES = 65_536  # per table; a step's token counts are bounded by its budget, so this rarely clears
 
 
@@ -109,6 +111,7 @@ class FastStepCost:
         self._emits: dict[int, tuple] = {}
         self._split = self._attention_slot() if _uniform_layers(cm) else None
         self.exact = self._split is not None
+        self._kv_ops = self._kv_read_ops() if self.exact else 0
 
     def _attention_slot(self) -> int | None:
         """Index in a layer's operator list where attention goes, if the list is the token-only list with the
@@ -122,6 +125,16 @@ class FastStepCost:
         rest = [op.name for op in with_attn if op.op_class not in ATTENTION_CLASSES]
         return idx[0] if rest == [op.name for op in plain] else None
 
+    def _kv_read_ops(self) -> int:
+        """How many operators right after attention depend on the KV tokens read (``KV_READ_OPS``): they are
+        timed with the attention of each step, not tabulated on the token count."""
+        cm = self.cm
+        ops = layer_operators(cm.model, cm.layout, cm.precision, _probe(1, True))[self._split + 2:]
+        n = 0
+        while n < len(ops) and ops[n].name in KV_READ_OPS:
+            n += 1
+        return n
+
     # --- tables --------------------------------------------------------------------------------------
     def _per_tokens(self, t: int) -> tuple:
         hit = self._tokens.get(t)
@@ -129,7 +142,7 @@ class FastStepCost:
             cm, split = self.cm, self._split
             f = _probe(t, False)
             recs = _records(cm, layer_operators(cm.model, cm.layout, cm.precision, f))
-            pre, post = recs[:split], recs[split:]
+            pre, post = recs[:split], recs[split + self._kv_ops:]  # the KV-read operators: per step
             folds = {}
             for launch in LAUNCH_MODES:
                 acc = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
@@ -169,7 +182,8 @@ class FastStepCost:
         folds, post, comm, first, send = self._per_tokens(f.num_tokens)
         last, gather = self._per_emits(f.num_emit)
         n_layers = self.num_layers
-        attn = [op for op in attention_ops(cm.model, self._sh, cm.precision, f) if op.op_class in ATTENTION_CLASSES]
+        attn = [op for op in attention_ops(cm.model, self._sh, cm.precision, f)
+                if op.op_class in ATTENTION_CLASSES or op.name in KV_READ_OPS]  # in the exact path's order
         acc = list(folds[launch])
         _fold(acc, _records(cm, attn), n_layers, launch)
         _fold(acc, post, n_layers, launch)

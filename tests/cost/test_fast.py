@@ -1,7 +1,7 @@
 """The tabulated step cost equals ``CostModel.step_time`` on random batches of every shape the schedulers make
 (whole prompts, chunked prompts over cached context, decodes, mixtures, padding rows, partial samplers),
 every launch mode, dense / MoE / sliding-window / qk-norm / learned-position models, tensor and pipeline
-parallel layouts, 16- and 8-bit precisions, uncalibrated and calibrated profiles, with and without a power
+parallel layouts, 16- and 8-bit precisions, 2- and 4-bit KV caches, uncalibrated and calibrated profiles, with and without a power
 cap."""
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ CONFIGS = [  # (model, hardware, tp, pp, ep, precision)
     ("tiny", "h100-sxm-calibrated", 1, 2, 1, "bf16"),
     ("llama-3.1-8b", "h100-sxm@350", 1, 1, 1, "bf16"),  # power cap (W): prefill steps at a lowered clock
     ("llama-2-70b", "a100-sxm-80gb-calibrated@200", 4, 2, 1, "bf16"),
+    ("llama-3.1-8b", "h100-sxm-calibrated", 1, 1, 1, "bf16:int4"),  # 4-bit KV: dequantised per KV token read
+    ("mistral-7b", "a100-sxm-80gb", 2, 1, 1, "bf16:int2"),
 ]
 TINY = ModelSpec("tiny", num_layers=24, hidden_size=1024, num_heads=16, num_kv_heads=4, head_dim=64, ffn_size=2816,
                  vocab_size=32000, max_context=4096)
@@ -71,7 +73,7 @@ def models(request):
     model = TINY if name == "tiny" else load_model(name)
     hw, _, cap = hw.partition("@")
     hardware = replace(load_hardware(hw), power_cap_w=float(cap or 0.0))
-    cm = CostModel(model, hardware, ParallelLayout(tp=tp, pp=pp, ep=ep), Precision.parse(prec))
+    cm = CostModel(model, hardware, ParallelLayout(tp=tp, pp=pp, ep=ep), Precision.parse(*prec.split(":")))
     assert (cm.power is not None) == bool(cap)
     return cm, FastStepCost(cm)
 
