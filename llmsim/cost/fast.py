@@ -19,7 +19,7 @@ The per-operator breakdown (``CostModel.operator_costs``) stays on the exact pat
 from __future__ import annotations
 
 from llmsim.cost.collectives import alltoall_s, p2p_s
-from llmsim.cost.layers import attention_ops, first_stage_operators, last_stage_operators, layer_operators
+from llmsim.cost.layers import attention_kernels, first_stage_operators, last_stage_operators, layer_operators
 from llmsim.cost.operators import BatchFeatures, ShardedShapes
 from llmsim.cost.step import LAUNCH_MODES, CostModel, StepCost, _eager, apply_power_cap
 
@@ -182,8 +182,7 @@ class FastStepCost:
         folds, post, comm, first, send = self._per_tokens(f.num_tokens)
         last, gather = self._per_emits(f.num_emit)
         n_layers = self.num_layers
-        attn = [op for op in attention_ops(cm.model, self._sh, cm.precision, f)
-                if op.op_class in ATTENTION_CLASSES or op.name in KV_READ_OPS]  # in the exact path's order
+        attn = attention_kernels(cm.model, self._sh, cm.precision, f)  # the exact path's order
         acc = list(folds[launch])
         _fold(acc, _records(cm, attn), n_layers, launch)
         _fold(acc, post, n_layers, launch)

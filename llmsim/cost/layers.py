@@ -36,10 +36,16 @@ def linear(name: str, m: float, n: int, k: int, prec: Precision) -> list[Operato
 
 def attention_ops(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: BatchFeatures) -> list[Operator]:
     """Prefill (FlashAttention varlen) and decode (paged KV) attention, plus the KV-cache write."""
+    # KV-cache write of every new token (reshape_and_cache): reads K,V activations, writes cache dtype.
+    return [elementwise("kv_cache_write", f.num_tokens * 2 * sh.kv, prec.act_bytes + prec.kv_bytes, 0.0),
+            *attention_kernels(model, sh, prec, f)]
+
+
+def attention_kernels(model: ModelSpec, sh: ShardedShapes, prec: Precision, f: BatchFeatures) -> list[Operator]:
+    """``attention_ops`` after the KV-cache write: the operators that depend on the batch's attention features
+    (the prefill and decode attention, a low-bit cache's dequantisation), in that order."""
     act, kvb, hd = prec.act_bytes, prec.kv_bytes, model.head_dim
     ops: list[Operator] = []
-    # KV-cache write of every new token (reshape_and_cache): reads K,V activations, writes cache dtype.
-    ops.append(elementwise("kv_cache_write", f.num_tokens * 2 * sh.kv, act + kvb, 0.0))
     if f.prefill_seqs:
         # QK^T and PV: 2 x 2 FLOPs per (query, key) pair per head dimension (FlashAttention-2 paper, Sec. 3).
         flops = 4.0 * sh.heads * hd * f.prefill_attn_pairs
