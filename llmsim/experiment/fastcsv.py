@@ -34,7 +34,8 @@ def _int_cells(values: np.ndarray) -> Callable[[np.ndarray], list[str]]:
     if not values.size:
         return lambda a: []
     lo, hi = int(values.min()), int(values.max())
-    if hi - lo > values.size // 4 + 1024:  # values that rarely repeat (ids): a string per cell, a chunk at a time
+    if hi - lo > values.size // 4 + 1024 or not -2**62 < lo <= hi < 2**62:  # values that rarely repeat (ids),
+        # or beyond int64 offsets (huge uint64): a string per cell, a chunk at a time
         return lambda a: list(map(str, a.tolist()))
     table = np.array([str(v) for v in range(lo, hi + 1)], dtype=object)
     return lambda a: table[a.astype(np.int64) - lo].tolist()

@@ -43,6 +43,9 @@ def test_numeric_tables_match_pandas_across_chunks(monkeypatch):
     _same(df, header=False)
     _same(df.iloc[0:0])  # the header alone
     _same(df.iloc[5:6])
+    big = np.array([2**64 - 1, 2**64 - 2, 2**64 - 3, 2**64 - 1], dtype=np.uint64)  # short ranges at the ends
+    low = np.array([-2**63, -2**63 + 1, -2**63 + 2, -2**63], dtype=np.int64)  # of the integer types
+    _same(pd.DataFrame({"big": big, "low": low}))
 
 
 def test_edge_floats_and_nan_match_pandas():
