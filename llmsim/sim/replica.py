@@ -290,9 +290,9 @@ class Replica:
         rs = [r for r in (held(q) * bs - q.num_computed - 1 for q in plan.seqs) if r < last]
         if rs:
             steps = np.arange(n, dtype=np.int64)[:, None]
-            grown = kv_used + np.maximum(0, -((np.array(rs, dtype=np.int64)[None, :] - steps) // bs)).sum(axis=1)
+            in_use = kv_used + np.maximum(0, -((np.array(rs, dtype=np.int64)[None, :] - steps) // bs)).sum(axis=1)
         else:
-            grown = kv_used
+            in_use = kv_used
         starts = start + ends - durations
         # requests that reached the engine during the run wait (async) from the step after their arrival
         if eng.pending:
@@ -303,7 +303,7 @@ class Replica:
         self.steps.run({
             "replica": self.index, "engine": eng.index, "start_s": starts, "duration_s": durations,
             "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
-            "kv_blocks_used": grown, "kv_blocks_total": kv.num_blocks,
+            "kv_blocks_used": in_use, "kv_blocks_total": kv.num_blocks,
             "queue_len": waiting, "num_in_system": in_system, "preempted": 0,
             "swap_blocks": 0, "flops": flops, "hbm_bytes": hbm,
         })
