@@ -102,6 +102,15 @@ class KVManager:
             self.num_allocated += need
         return True
 
+    def grow_run(self, seqs: list[Seq], k: int) -> int:
+        """``allocate(seq, seq.num_computed + k)`` for each of ``seqs`` (running sequences, in order: the growth
+        of a collapsed decode run of ``k`` steps); returns the index of the first that does not fit (those
+        before it stay grown), or -1."""
+        for i, seq in enumerate(seqs):
+            if not self.allocate(seq, seq.num_computed + k):
+                return i
+        return -1
+
     def free(self, seq: Seq) -> int:
         """Release everything ``seq`` holds; returns the blocks released."""
         held = self._held.pop(seq.key, 0)

@@ -216,6 +216,37 @@ class PrefixCacheKV(KVManager):
         self._register(seq, min(num_tokens, seq.num_tokens) // self.block_size)
         return True
 
+    def grow_run(self, seqs: list[Seq], k: int) -> int:
+        """``KVManager.grow_run`` with one ``_take`` for all of the run's new blocks, handed out in order: the
+        blocks and counters come out as ``allocate`` one by one leaves them. Taking every block before the
+        registrations (rather than in turn) changes nothing: a registration appends a held block to its
+        hash's holders and an eviction removes a free one, and the two commute. A subclass that acts on each
+        take (``TieredPrefixKV``), a sequence not yet allocated, or a run that does not fit goes one by one."""
+        if type(self)._take is not PrefixCacheKV._take:
+            return super().grow_run(seqs, k)
+        bs, blocks_of = self.block_size, self._blocks
+        grows = []
+        total = 0
+        for seq in seqs:
+            blocks = blocks_of.get(seq.key)
+            if blocks is None:
+                return super().grow_run(seqs, k)
+            target = seq.num_computed + k
+            need = -(-target // bs) - len(blocks)
+            if need > 0:
+                total += need
+            grows.append((seq, blocks, need, target))
+        if total > self.num_free_blocks:
+            return super().grow_run(seqs, k)
+        new = self._take(total) if total else []
+        i = 0
+        for seq, blocks, need, target in grows:
+            if need > 0:
+                blocks.extend(new[i:i + need])
+                i += need
+            self._register(seq, min(target, seq.num_tokens) // bs)
+        return -1
+
     def _touch(self, b: int) -> None:
         if self._ref[b] == 0:  # out of the free queue: its entry there goes stale
             self._stale[b] += 1

@@ -253,14 +253,29 @@ class Scheduler:
                 hi = mid - 1
         return lo
 
-    def reserve_run(self, plan: Plan, k: int) -> None:
-        """Allocate the blocks ``k`` steps of a steady decode plan need (``steady_steps`` checked they fit)."""
-        bs, kv = self.kv.block_size, self.kv
+    def reserve_run(self, plan: Plan, k: int) -> list[int]:
+        """Allocate the blocks ``k`` steps of a steady decode plan need (``steady_steps`` checked they fit).
+        Returns ``r = h * bs - c - 1`` (``c`` tokens computed in ``h`` blocks at the run's start) of each
+        sequence that takes a block within the run (``r < k - 1``): it holds ``ceil((s - r) / bs)`` more
+        blocks at step ``s`` (none while ``s <= r``)."""
+        kv = self.kv
+        bs, held = kv.block_size, kv.held_blocks
+        last = k - 1
+        grow: list[Seq] = []
+        rs: list[int] = []
         for seq in plan.seqs:
             c = seq.num_computed
-            if (c + k - 1) // bs != c // bs and not kv.allocate(seq, c + k):  # crosses into a later block
+            if (c + last) // bs != c // bs:  # crosses into a later block
+                grow.append(seq)
+                r = held(seq) * bs - c - 1
+                if r < last:
+                    rs.append(r)
+        if grow:
+            failed = kv.grow_run(grow, k)
+            if failed >= 0:
                 raise RuntimeError(f"scheduler {self.name}: a collapsed decode run of {k} steps ran out of KV "
-                                   f"blocks for sequence {seq.id} (steady_steps promised they fit; a bug)")
+                                   f"blocks for sequence {grow[failed].id} (steady_steps promised they fit; a bug)")
+        return rs
 
     def commit_run(self, plan: Plan, k: int) -> list[Seq]:
         """Apply ``k`` steps of a steady pure-decode plan at once (after ``reserve_run``); returns the

@@ -282,12 +282,12 @@ class Replica:
             return
         kv_used, waiting, in_system = state
         kv = eng.kv
-        bs, held = kv.block_size, kv.held_blocks
-        # blocks in use at each step: those of the run's start plus the blocks its sequences grow into. A
-        # sequence with c tokens computed in h blocks needs ceil((c + s + 1) / bs) - h more at step s, i.e.
-        # ceil((s - r) / bs) with r = h * bs - c - 1 (none while s <= r): only those with r < n - 1 grow
-        last = n - 1
-        rs = [r for r in (held(q) * bs - q.num_computed - 1 for q in plan.seqs) if r < last]
+        bs = kv.block_size
+        # blocks for the whole run, as the engine holds them by its end. Blocks in use at each step: those of
+        # the run's start plus the blocks its sequences grow into. A sequence with c tokens computed in h
+        # blocks needs ceil((c + s + 1) / bs) - h more at step s, i.e. ceil((s - r) / bs) with
+        # r = h * bs - c - 1 (none while s <= r): reserve_run returns the r of those that grow (r < n - 1)
+        rs = sched.reserve_run(plan, n)
         if rs:
             steps = np.arange(n, dtype=np.int64)[:, None]
             in_use = kv_used + np.maximum(0, -((np.array(rs, dtype=np.int64)[None, :] - steps) // bs)).sum(axis=1)
@@ -299,7 +299,6 @@ class Replica:
             arrived = np.searchsorted(np.fromiter((t for t, _ in eng.pending), dtype=np.float64), starts,
                                       side="right")
             waiting, in_system = waiting + arrived, in_system + arrived
-        sched.reserve_run(plan, n)  # blocks for the whole run, as the engine holds them by its end
         self.steps.run({
             "replica": self.index, "engine": eng.index, "start_s": starts, "duration_s": durations,
             "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
