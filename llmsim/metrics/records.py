@@ -68,15 +68,14 @@ class RequestLog:
         e2e = seq.finish_s - seq.arrival_s + oh
         n = req.output_tokens
         tpot = (e2e - ttft) / (n - 1) if n > 1 else float("nan")
-        gaps = _gaps_array(seq.gaps, seq.gap_runs)
+        gaps = _gaps_array(seq.gaps)
         p50, p99 = _quantiles(gaps)
         self._append((req.id, replica, "finished", "", seq.arrival_s, req.input_tokens, n,
                           seq.first_scheduled_s - seq.arrival_s, ttft, tpot, e2e, seq.finish_s,
                           float(gaps[-1]) if gaps.size else float("nan"), p50, p99, seq.num_preemptions,
                           seq.prefix_hit_tokens, seq.num_emitted, seq.computed_total, req.slo_class,
                           req.session_id, seq.prefill_replica, seq.handoff_s, seq.transfer_s, seq.num_migrations))
-        seq.gaps = []
-        seq.gap_runs = []
+        seq.gaps = array("d")
 
     def rejected(self, seq, replica: int, now: float, status: str = "rejected") -> None:
         """A request that will never finish: refused on arrival (``rejected``, with ``seq.reason``) or still
@@ -104,9 +103,9 @@ class RequestLog:
         return _sorted_frame(cols, ["id"])
 
 
-def _gaps_array(gaps: list[float], runs: list) -> np.ndarray:
-    """All gaps of a request, sorted (single steps and collapsed runs; their order does not matter here)."""
-    arr = np.concatenate([np.asarray(gaps, dtype=np.float64), *runs]) if runs else np.asarray(gaps, dtype=np.float64)
+def _gaps_array(gaps) -> np.ndarray:
+    """All gaps of a request (a float64 ``array`` or a list), sorted."""
+    arr = np.array(gaps, dtype=np.float64)
     arr.sort()
     return arr
 

@@ -8,6 +8,8 @@ all just that (vLLM v1's "num_computed_tokens / num_tokens" view).
 
 from __future__ import annotations
 
+from array import array
+
 from llmsim.workload.request import Request
 
 WAITING, RUNNING, SWAPPED, FINISHED, REJECTED = "waiting", "running", "swapped", "finished", "rejected"
@@ -19,7 +21,7 @@ class Seq:
     __slots__ = (
         "req", "id", "key", "num_tokens", "num_computed", "num_emitted", "status", "admit_order", "num_preemptions",
         "prefix_hit_tokens", "noise", "level", "iters_at_level", "reason", "arrival_s", "first_scheduled_s",
-        "first_token_s", "last_token_s", "finish_s", "gaps", "gap_runs", "last_step", "computed_total",
+        "first_token_s", "last_token_s", "finish_s", "gaps", "last_step", "computed_total",
         "hold_kv", "adopted", "prefill_replica", "handoff_s", "transfer_s", "num_migrations",
     )
 
@@ -43,8 +45,7 @@ class Seq:
         self.first_token_s = -1.0
         self.last_token_s = -1.0
         self.finish_s = -1.0
-        self.gaps: list[float] = []  # inter-token gaps of single steps, dropped when the request ends
-        self.gap_runs: list = []  # inter-token gaps of collapsed decode runs (numpy arrays, shared)
+        self.gaps = array("d")  # inter-token gaps (seconds, float64), dropped when the request ends
         self.last_step = 0  # scheduler step that last ran this sequence (starvation checks)
         self.computed_total = 0  # tokens computed for it over its life, recomputation included
         # cluster state (llmsim.sim.cluster): its KV outlives it here (being sent to a decode replica); it moves

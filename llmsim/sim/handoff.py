@@ -17,6 +17,7 @@ token and samples the first output (TTFT includes the transfer), as vLLM's P/D c
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from dataclasses import replace
 
@@ -191,4 +192,4 @@ def _rewind_first_token(seq: Seq) -> None:
     seq.num_tokens = seq.req.input_tokens
     seq.num_emitted = 0
     seq.first_token_s = seq.last_token_s = -1.0
-    seq.gaps = []
+    seq.gaps = array("d")

@@ -309,18 +309,25 @@ class Replica:
 
     def _run_tokens(self, plan: Plan, first_s: float, tail: np.ndarray, t_end: float) -> None:
         """Every sequence of a decode run emitted at each step end: its first gap is its own, the rest are
-        the run's step durations (shared, stored once)."""
-        has_tail = tail.size > 0
+        the run's step durations (their bytes made once, appended to each sequence's gaps)."""
         firsts = []
-        for seq in plan.seqs:
-            gap = first_s - seq.last_token_s
-            seq.gaps.append(gap)
-            firsts.append(gap)
-            if has_tail:
-                seq.gap_runs.append(tail)
-            seq.last_token_s = t_end
+        if tail.size:
+            rest = tail.tobytes()
+            for seq in plan.seqs:
+                gaps = seq.gaps
+                gap = first_s - seq.last_token_s
+                gaps.append(gap)
+                gaps.frombytes(rest)
+                firsts.append(gap)
+                seq.last_token_s = t_end
+        else:
+            for seq in plan.seqs:
+                gap = first_s - seq.last_token_s
+                seq.gaps.append(gap)
+                firsts.append(gap)
+                seq.last_token_s = t_end
         self.steps.gaps(firsts)
-        if has_tail:
+        if tail.size:
             self.steps.itl.add(tail, weight=len(plan.seqs))
 
     def _finish(self, seq: Seq, now: float) -> None:
