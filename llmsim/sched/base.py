@@ -253,8 +253,14 @@ class Scheduler:
                 hi = mid - 1
         return lo
 
-    def reserve_run(self, plan: Plan, k: int) -> list[int]:
-        """Allocate the blocks ``k`` steps of a steady decode plan need (``steady_steps`` checked they fit).
+    def steady_chunks(self, plan: Plan, k_max: int) -> list[int] | None:
+        """Prompt chunks of the consecutive steps (this one first) that will repeat ``plan``'s shape if
+        nothing arrives: the same decodes and one prompt continuing chunk by chunk (``IterationScheduler``
+        with ``collapses_chunks``). None: no such run of two or more steps."""
+        return None
+
+    def reserve_run(self, seqs: list[Seq], k: int) -> list[int]:
+        """Allocate the blocks ``k`` steps of decoding ``seqs`` need (``steady_steps`` checked they fit).
         Returns ``r = h * bs - c - 1`` (``c`` tokens computed in ``h`` blocks at the run's start) of each
         sequence that takes a block within the run (``r < k - 1``): it holds ``ceil((s - r) / bs)`` more
         blocks at step ``s`` (none while ``s <= r``)."""
@@ -263,7 +269,7 @@ class Scheduler:
         last = k - 1
         grow: list[Seq] = []
         rs: list[int] = []
-        for seq in plan.seqs:
+        for seq in seqs:
             c = seq.num_computed
             if (c + last) // bs != c // bs:  # crosses into a later block
                 grow.append(seq)
@@ -291,6 +297,35 @@ class Scheduler:
         if self.tracks_steps:  # after every sequence's counts moved (the hook reads only its own)
             for seq in plan.seqs:
                 self._after_run(seq, k)
+        if finished:
+            for seq in finished:
+                seq.status = FINISHED
+                self.release(seq)
+            self.running = [s for s in self.running if s.status is RUNNING]
+        return finished
+
+    def commit_chunk_run(self, plan: Plan, prompt: Seq, tokens: int, k: int) -> list[Seq]:
+        """Apply ``k`` steps of a ``steady_chunks`` plan at once (after ``reserve_run`` for its decodes):
+        every other sequence decoded ``k`` tokens, ``prompt`` computed ``tokens`` (and sampled a token if
+        that ends its prompt); returns the sequences that finished, in plan order as a step commits them."""
+        finished = []
+        for seq in plan.seqs:
+            if seq is prompt:
+                c = seq.num_computed + tokens
+                seq.num_computed = c
+                seq.computed_total += tokens
+                if c == seq.num_tokens:
+                    seq.num_tokens = c + 1
+                    seq.num_emitted += 1
+                    if seq.num_emitted >= seq.req.output_tokens:
+                        finished.append(seq)
+                continue
+            seq.num_computed += k
+            seq.computed_total += k
+            seq.num_tokens += k
+            e = seq.num_emitted = seq.num_emitted + k
+            if e >= seq.req.output_tokens:
+                finished.append(seq)
         if finished:
             for seq in finished:
                 seq.status = FINISHED

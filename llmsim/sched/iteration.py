@@ -28,6 +28,7 @@ class IterationScheduler(Scheduler):
     reserve_prompt = False
     admission_watermark = False
     decodes_first = False
+    collapses_chunks = False  # steady_chunks: runs of prompt-chunk steps (needs reserve_prompt, decodes_first)
 
     def __init__(self, max_num_seqs: int = 256, max_num_batched_tokens: int | None = 8192,
                  preemption_mode: str = "recompute", long_prefill_token_threshold: int = 0,
@@ -49,6 +50,44 @@ class IterationScheduler(Scheduler):
             self._schedule_waiting(plan, budget)
         self._pad(plan)
         return plan
+
+    def steady_chunks(self, plan: Plan, k_max: int) -> list[int] | None:
+        """``Scheduler.steady_chunks`` for a policy that reserves whole prompts at admission and schedules
+        decodes first (Sarathi-Serve): every running sequence in this step, all but one decoding one token and
+        one prompt chunk taking the rest of the budget. The next steps then repeat it (the decodes, then the
+        prompt's next chunk of what the budget leaves) until the prompt's last chunk, a decode's last token, a
+        one-token chunk (costed as a decode) or the KV cache running short. With requests queued, only while
+        the chunks fill the budget: a step with budget left would admit (or swap in) one of them. The prompt
+        took its blocks (and a prefix cache registered its full blocks) at admission, so its chunks allocate
+        nothing."""
+        queued = bool(self.waiting or self.swapped)
+        if (not self.collapses_chunks or k_max <= 1 or plan.preempted
+                or plan.swap_in_blocks or plan.swap_out_blocks or plan.num_pad or self.capture_sizes
+                or len(plan.prefill) != 1 or len(plan.seqs) != len(self.running) or self.tracks_steps):
+            return None
+        d = len(plan.seqs) - 1
+        i = next(j for j, t in enumerate(plan.tokens) if t > 1)
+        prompt, first = plan.seqs[i], plan.tokens[i]
+        if plan.num_decode != d or plan.num_emit != d or plan.num_prefill_tokens != first:
+            return None  # a one-token row that is not a decode, or the prompt ends in this step
+        room = self.max_num_batched_tokens - d
+        left = prompt.num_tokens - prompt.num_computed
+        if first != min(self._chunk(prompt, room), left) or first >= left or (queued and first != room):
+            return None
+        decoders = [s for s in plan.seqs if s is not prompt]
+        k = min(k_max, min((s.req.output_tokens - s.num_emitted for s in decoders), default=k_max))
+        chunks = [first]
+        left -= first
+        while left > 0 and len(chunks) < k:
+            c = min(left, room, self.long_prefill_token_threshold or left)
+            if c < 2 or (queued and c != room):
+                break
+            chunks.append(c)
+            left -= c
+        n = self._kv_run_limit(decoders, len(chunks)) if decoders else len(chunks)
+        if n < 2 or self.kv.blocks_needed(prompt, prompt.num_computed + sum(chunks[:n])):
+            return None
+        return chunks[:n]
 
     # --- running -----------------------------------------------------------------------------------
     def _running_order(self) -> list[Seq]:

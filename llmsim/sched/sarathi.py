@@ -20,6 +20,7 @@ class SarathiScheduler(IterationScheduler):
     reserve_prompt = True
     admission_watermark = True
     decodes_first = True
+    collapses_chunks = True
 
     def __init__(self, chunk_size: int = 512, max_num_seqs: int = 128, preemption_mode: str = "recompute") -> None:
         super().__init__(max_num_seqs, _positive_int("chunk_size", chunk_size), preemption_mode)

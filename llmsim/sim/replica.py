@@ -49,7 +49,8 @@ class Engine:
         self.cutoff_s = 0.0
         self.held = 0  # requests whose KV is allocated here outside the scheduler (a transfer out or in)
         self.at_boundary: list = []  # callbacks ``f(engine)`` for the next step boundary (live migration)
-        self.run: tuple[Plan, int, int] | None = None  # collapsed decode run in progress: plan, steps, blocks
+        self.run: tuple[list[Seq], int, int] | None = None  # collapsed run in progress: its growing sequences,
+        # steps, blocks it still takes (-1: not computed yet)
         self.tiered = hasattr(kv, "take_load_s")  # a KV hierarchy whose loads a step waits for (kv/tiers.py)
         self.lora = sched.lora  # multi-LoRA runtime (llmsim.lora.runtime): adapter loads and kernels per step
 
@@ -164,11 +165,15 @@ class Replica:
                 for seq in plan.seqs:
                     if seq.first_scheduled_s < 0:
                         seq.first_scheduled_s = now
-            k = 1
+            k, chunks = 1, None
             if self.max_run_steps > 1 and not after_idle and not eng.pending:
                 k = eng.sched.steady_steps(plan, self.max_run_steps)
+                if k == 1 and self.on_prefill is None and not eng.tiered and eng.lora is None:
+                    chunks = eng.sched.steady_chunks(plan, self.max_run_steps)
             if k > 1:
                 yield from self._decode_run(eng, plan, k)
+            elif chunks:
+                yield from self._chunk_run(eng, plan, chunks)
             else:
                 yield from self._step(eng, plan, after_idle)
             after_idle = False
@@ -238,7 +243,6 @@ class Replica:
             self._finish(seq, now)
 
     def _decode_run(self, eng: Engine, plan: Plan, k: int):
-        env = self.env
         gpu, flops, hbm = self.timer.decode_run(plan, k)
         if eng.lora is not None:  # the run's adapters: same kernels every step, any load before the first
             kernel, load = eng.lora.run_s(plan, k)
@@ -246,11 +250,58 @@ class Replica:
             gpu[0] += load
         cpu = self.timer.cpu_s(plan)
         durations = np.maximum(gpu, cpu) if self.async_sched else gpu + cpu
+        start, ends, done, state = yield from self._run_clock(eng, plan.seqs, durations)
+        self._record_run(eng, plan.seqs, start, durations[:done], ends[:done], flops, hbm[:done], state,
+                         pad=plan.num_pad)
+        eng.run = None
+        finished = eng.sched.commit_run(plan, done)
+        t_end = start + float(ends[done - 1])
+        self._run_tokens(plan.seqs, start + float(ends[0]), durations[1:done], t_end)
+        for seq in finished:
+            self._finish(seq, t_end)
+
+    def _chunk_run(self, eng: Engine, plan: Plan, chunks: list[int]):
+        """Steps that repeat ``plan``'s shape: its decodes (one token each) and one prompt continuing in
+        ``chunks`` (``Scheduler.steady_chunks``), each step timed as a single step of that batch is."""
+        i = next(j for j, t in enumerate(plan.tokens) if t > 1)
+        prompt = plan.seqs[i]
+        decoders = plan.seqs[:i] + plan.seqs[i + 1:]
+        completes = sum(chunks) == prompt.num_tokens - prompt.num_computed
+        gpu, flops, hbm = self.timer.chunk_run(plan, chunks, completes)
+        seconds, b = self.timer.cpu.seconds, len(plan.seqs)
+        cpu = np.array([seconds(b, b - 1 + c) for c in chunks], dtype=np.float64)
+        durations = np.maximum(gpu, cpu) if self.async_sched else gpu + cpu
+        start, ends, done, state = yield from self._run_clock(eng, decoders, durations)
+        done_chunks = chunks[:done]
+        self._record_run(eng, decoders, start, durations[:done], ends[:done], flops[:done], hbm[:done], state,
+                         prompt=(prompt, done_chunks))
+        eng.run = None
+        emitted = prompt.num_emitted
+        finished = eng.sched.commit_chunk_run(plan, prompt, sum(done_chunks), done)
+        t_end = start + float(ends[done - 1])
+        self._run_tokens(decoders, start + float(ends[0]), durations[1:done], t_end)
+        if prompt.num_emitted != emitted:  # its last chunk ran: it sampled a token at the run's end
+            if prompt.first_token_s < 0:
+                prompt.first_token_s = t_end
+            else:
+                gap = t_end - prompt.last_token_s
+                prompt.gaps.append(gap)
+                self.steps.gaps([gap])
+            prompt.last_token_s = t_end
+        for seq in finished:
+            self._finish(seq, t_end)
+
+    def _run_clock(self, eng: Engine, growing: list[Seq], durations: np.ndarray):
+        """Advance the clock over a collapsed run of steps of ``durations`` (cut short by an arrival); returns
+        (start, step ends from the start, steps done, (KV blocks used, waiting, unfinished) at the start).
+        ``growing``: the decoding sequences whose blocks the run takes (``run_blocks``)."""
+        env = self.env
+        k = len(durations)
         ends = np.cumsum(durations)
         start = env.now
         done = k
         state = (eng.kv.num_used_blocks, eng.sched.num_waiting, eng.sched.num_unfinished)  # at the run's start
-        eng.run = (plan, k, -1)  # blocks it will take: computed when someone else allocates here
+        eng.run = (growing, k, -1)  # blocks it will take: computed when someone else allocates here
         eng.in_run = True
         try:
             yield env.timeout(float(ends[-1]))
@@ -264,20 +315,18 @@ class Replica:
                 yield env.timeout(float(ends[done - 1]) - elapsed)
         eng.in_run = False
         eng.cutoff_s = start + (float(ends[done - 2]) if done > 1 else 0.0)  # the last step's start
-        self._record_run(eng, plan, start, durations[:done], ends[:done], flops, hbm[:done], state)
-        eng.run = None
-        finished = eng.sched.commit_run(plan, done)
-        t_end = start + float(ends[done - 1])
-        self._run_tokens(plan, start + float(ends[0]), durations[1:done], t_end)
-        for seq in finished:
-            self._finish(seq, t_end)
+        return start, ends, done, state
 
-    def _record_run(self, eng: Engine, plan: Plan, start: float, durations: np.ndarray, ends: np.ndarray,
-                    flops: float, hbm: np.ndarray, state: tuple[int, int, int]) -> None:
+    def _record_run(self, eng: Engine, seqs: list[Seq], start: float, durations: np.ndarray, ends: np.ndarray,
+                    flops, hbm: np.ndarray, state: tuple[int, int, int], pad: int = 0,
+                    prompt: tuple | None = None) -> None:
+        """Step rows of a collapsed run of decodes ``seqs`` (and, with ``prompt`` = (sequence, chunks), one
+        prompt computed in those chunks on the blocks it took at admission), after taking the blocks the
+        decodes grow into."""
         sched = eng.sched
-        n, b = len(durations), len(plan.seqs)
+        n, b = len(durations), len(seqs)
         if not self.steps.keep_rows:  # no rows to fill: only the blocks the run takes
-            sched.reserve_run(plan, n)
+            sched.reserve_run(seqs, n)
             self.steps.num_rows += n
             return
         kv_used, waiting, in_system = state
@@ -287,7 +336,7 @@ class Replica:
         # the run's start plus the blocks its sequences grow into. A sequence with c tokens computed in h
         # blocks needs ceil((c + s + 1) / bs) - h more at step s, i.e. ceil((s - r) / bs) with
         # r = h * bs - c - 1 (none while s <= r): reserve_run returns the r of those that grow (r < n - 1)
-        rs = sched.reserve_run(plan, n)
+        rs = sched.reserve_run(seqs, n)
         if rs:
             steps = np.arange(n, dtype=np.int64)[:, None]
             in_use = kv_used + np.maximum(0, -((np.array(rs, dtype=np.int64)[None, :] - steps) // bs)).sum(axis=1)
@@ -301,19 +350,20 @@ class Replica:
             waiting, in_system = waiting + arrived, in_system + arrived
         self.steps.run({
             "replica": self.index, "engine": eng.index, "start_s": starts, "duration_s": durations,
-            "batch_size": b, "prefill_tokens": 0, "decode_tokens": b, "padded_rows": plan.num_pad,
+            "batch_size": b + (prompt is not None), "decode_tokens": b, "padded_rows": pad,
+            "prefill_tokens": np.array(prompt[1], dtype=np.int64) if prompt is not None else 0,
             "kv_blocks_used": in_use, "kv_blocks_total": kv.num_blocks,
             "queue_len": waiting, "num_in_system": in_system, "preempted": 0,
             "swap_blocks": 0, "flops": flops, "hbm_bytes": hbm,
         })
 
-    def _run_tokens(self, plan: Plan, first_s: float, tail: np.ndarray, t_end: float) -> None:
+    def _run_tokens(self, seqs: list[Seq], first_s: float, tail: np.ndarray, t_end: float) -> None:
         """Every sequence of a decode run emitted at each step end: its first gap is its own, the rest are
         the run's step durations (their bytes made once, appended to each sequence's gaps)."""
         firsts = []
         if tail.size:
             rest = tail.tobytes()
-            for seq in plan.seqs:
+            for seq in seqs:
                 gaps = seq.gaps
                 gap = first_s - seq.last_token_s
                 gaps.append(gap)
@@ -321,14 +371,14 @@ class Replica:
                 firsts.append(gap)
                 seq.last_token_s = t_end
         else:
-            for seq in plan.seqs:
+            for seq in seqs:
                 gap = first_s - seq.last_token_s
                 seq.gaps.append(gap)
                 firsts.append(gap)
                 seq.last_token_s = t_end
         self.steps.gaps(firsts)
         if tail.size:
-            self.steps.itl.add(tail, weight=len(plan.seqs))
+            self.steps.itl.add(tail, weight=len(seqs))
 
     def _finish(self, seq: Seq, now: float) -> None:
         seq.finish_s = now
@@ -359,9 +409,9 @@ def run_blocks(eng: Engine) -> int:
     run: its sequences neither grow nor shrink before it commits."""
     if eng.run is None:
         return 0
-    plan, k, need = eng.run
+    seqs, k, need = eng.run
     if need < 0:
         kv, bs = eng.kv, eng.kv.block_size
-        need = sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in plan.seqs)
-        eng.run = (plan, k, need)
+        need = sum(max(0, -(-(s.num_computed + k) // bs) - kv.held_blocks(s)) for s in seqs)
+        eng.run = (seqs, k, need)
     return need

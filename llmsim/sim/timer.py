@@ -142,6 +142,24 @@ class StepTimer:
         a, b, span = line
         return _lerp(a, b, ctx_sum / span)
 
+    def chunk_run(self, plan: Plan, chunks: list[int], completes: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(GPU seconds, FLOPs, HBM bytes) of each step of a ``steady_chunks`` run of ``plan`` (one prompt
+        chunk, the rest one-token decodes): step i computes ``chunks[i]`` prompt tokens on top of the earlier
+        ones while each decode's context grows by one; the prompt samples in the last step if it ``completes``.
+        Each step is the single step's cost (the same cache and floats as ``step``)."""
+        ((_, ctx),) = plan.prefill
+        d, ctx_sum, e = plan.num_decode, plan.decode_ctx_sum, plan.num_emit
+        last = len(chunks) - 1
+        gpu, flops, hbm = [], [], []
+        for i, c in enumerate(chunks):
+            hit = self._lookup(((c, ctx),), d, ctx_sum + i * d, e + (completes and i == last))
+            ctx += c
+            gpu.append(hit.gpu_s)
+            flops.append(hit.flops)
+            hbm.append(hit.hbm_bytes)
+        return (np.array(gpu, dtype=np.float64), np.array(flops, dtype=np.float64),
+                np.array(hbm, dtype=np.float64))
+
     def decode_run(self, plan: Plan, k: int) -> tuple[np.ndarray, float, np.ndarray]:
         """(GPU seconds of each of the k steps, FLOPs per step, HBM bytes of each step) of a steady decode
         run; the contexts of ``plan.num_growing_rows`` rows grow by one token per step."""

@@ -46,7 +46,8 @@ class SpecPlan(Plan):
 
 
 class SpeculativeMixin:
-    """Overrides ``schedule``, ``commit`` and ``steady_steps`` of the scheduler class it is mixed into."""
+    """Overrides ``schedule``, ``commit``, ``steady_steps`` and ``steady_chunks`` of the scheduler class it is
+    mixed into."""
 
     spec: Speculator
 
@@ -132,6 +133,9 @@ class SpeculativeMixin:
         if self.spec.config.adaptive:
             return 1
         return super().steady_steps(plan, k_max)
+
+    def steady_chunks(self, plan: Plan, k_max: int) -> list[int] | None:
+        return None  # every step chooses its drafts (``schedule``): no run of plain prompt-chunk steps
 
 
 def _depth_within(positions: int, width: int) -> int:

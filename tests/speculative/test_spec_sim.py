@@ -185,3 +185,19 @@ def test_a_tree_cut_by_the_budget_still_verifies_what_it_scheduled():
     assert [s.num_emitted for s in seqs] == [1 + 4, 1 + 1]  # all 3 levels accepted: 4 tokens; the cut one: 1
     assert all(s.num_computed == s.num_tokens - 1 for s in seqs)
     sched.check()
+
+
+def test_sarathi_with_speculation_never_collapses_prompt_chunks(monkeypatch):
+    """Each step chooses its drafts (``SpeculativeMixin.schedule``), so prompt-chunk steps are never collapsed
+    into a run (``steady_chunks``); the run equals stepping one step at a time."""
+    from llmsim.sim import replica as replica_module
+
+    runs = []
+    monkeypatch.setattr(replica_module.Replica, "_chunk_run", lambda self, eng, plan, chunks: runs.append(chunks))
+    rng = np.random.default_rng(3)
+    reqs = [Request(i, i / 4.0, int(rng.integers(600, 2500)), int(rng.integers(20, 120))) for i in range(20)]
+    kw = dict(scheduler={"kind": "sarathi", "chunk_size": 256}, seed=5)
+    step, run = (_run(reqs, SPEC_NGRAM, max_run_steps=m, **kw) for m in (1, 256))
+    assert not runs
+    assert run.info["spec_verify_rows"] == step.info["spec_verify_rows"] > 0
+    assert run.requests["finish_s"].to_numpy() == pytest.approx(step.requests["finish_s"].to_numpy(), rel=1e-9)
