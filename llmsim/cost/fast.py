@@ -54,6 +54,11 @@ def _fold(acc: list, recs, count: int, eager: str) -> None:
     acc[:] = gpu, issue, comp, mem, flops, hbm
 
 
+def _issues(piecewise_eager: bool, launch: str) -> bool:
+    """Whether an operator's launch counts in ``_fold``'s issue sum under ``launch``."""
+    return launch == "eager" or (piecewise_eager and launch == "piecewise")
+
+
 def _probe(num_tokens: int, attention: bool) -> BatchFeatures:
     if attention:  # one two-token prompt chunk and one decode: both attention kernels present
         return BatchFeatures(num_tokens + 3, 2, 1, 2, 1, 3.0, 2.0, 1, 2.0)
@@ -109,6 +114,8 @@ class FastStepCost:
         self._sh = ShardedShapes.of(cm.model, cm.layout)
         self._tokens: dict[int, tuple] = {}
         self._emits: dict[int, tuple] = {}
+        self._lean: dict[int, tuple] = {}
+        self._lean_e: dict[int, tuple] = {}
         self._split = self._attention_slot() if _uniform_layers(cm) else None
         self.exact = self._split is not None
         self._kv_ops = self._kv_read_ops() if self.exact else 0
@@ -171,7 +178,81 @@ class FastStepCost:
             self._emits[e] = hit
         return hit
 
+    def _lean_tokens(self, t: int) -> tuple:
+        """``_per_tokens`` as ``stage_times`` reads it: per launch mode the pre-attention sums (GPU, issue,
+        FLOPs, bytes) and the terms the operators after attention add to each (in their order), and the
+        first stage's sums (it starts from zero) and terms."""
+        hit = self._lean.get(t)
+        if hit is None:
+            folds, post, comm, first, send = self._per_tokens(t)
+            n = self.num_layers
+            by_launch = {}
+            for launch in LAUNCH_MODES:
+                g, i, _, _, fl, hb = folds[launch]
+                issue = tuple(r[1] for r in post if _issues(r[2], launch))
+                acc = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                _fold(acc, first, 1, launch)
+                by_launch[launch] = ((g, i, fl, hb), issue, (acc[0], acc[1]))
+            hit = (by_launch, tuple(r[0] for r in post), tuple(n * r[5] for r in post),
+                   tuple(n * r[6] for r in post), comm, tuple(1 * r[5] for r in first),
+                   tuple(1 * r[6] for r in first), send)
+            if len(self._lean) >= MAX_ENTRIES:
+                self._lean.clear()
+            self._lean[t] = hit
+        return hit
+
+    def _lean_emits(self, e: int) -> tuple:
+        """``_per_emits`` as ``stage_times`` reads it: per launch mode the last stage's (GPU, issue) sums, and
+        the FLOPs and bytes terms of its operators, and the logits gather."""
+        hit = self._lean_e.get(e)
+        if hit is None:
+            last, gather = self._per_emits(e)
+            by_launch = {}
+            for launch in LAUNCH_MODES:
+                acc = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+                _fold(acc, last, 1, launch)
+                by_launch[launch] = (acc[0], acc[1])
+            hit = (by_launch, tuple(1 * r[5] for r in last), tuple(1 * r[6] for r in last), gather)
+            if len(self._lean_e) >= MAX_ENTRIES:
+                self._lean_e.clear()
+            self._lean_e[e] = hit
+        return hit
+
     # --- evaluation ----------------------------------------------------------------------------------
+    def stage_times(self, f: BatchFeatures, launch: str = "eager") -> tuple[tuple[float, ...], float, float]:
+        """(``stage_s``, ``flops``, ``hbm_bytes``) of ``step_time(f, launch)``, the same floats, without the
+        rest of its ``StepCost``: the simulator's per-step call. The sums run in ``step_time``'s order (the
+        tabulated terms added with ``sum``, which on CPython < 3.12 adds floats one by one as a loop does;
+        from 3.12 it compensates, which moves the last bits only)."""
+        cm = self.cm
+        if cm.power is not None or launch not in LAUNCH_MODES:  # the capped clock needs the whole cost
+            c = self.step_time(f, launch)
+            return tuple(float(s) for s in c.stage_s), float(c.flops), float(c.hbm_bytes)
+        if f.num_seqs == 0:
+            return (0.0,) * cm.layout.pp, 0.0, 0.0
+        by_launch, post_gpu, post_flops, post_hbm, comm, first_flops, first_hbm, send = self._lean_tokens(
+            f.num_tokens)
+        (gpu, issue, flops, hbm), post_issue, first = by_launch[launch]
+        last_by_launch, last_flops, last_hbm, gather = self._lean_emits(f.num_emit)
+        n = self.num_layers
+        eager, piecewise = launch == "eager", launch == "piecewise"
+        timer = cm.timer
+        for op in attention_kernels(cm.model, self._sh, cm.precision, f):  # the exact path's order
+            t = timer.time(op)
+            gpu += t.kernel_s + t.comm_s
+            if eager or (piecewise and _eager(op, "piecewise")):
+                issue += t.launch_s
+            flops += n * float(op.flops)
+            hbm += n * float(op.hbm_bytes)
+        gpu = sum(post_gpu, gpu)
+        issue = sum(post_issue, issue)
+        flops = sum(last_flops, sum(first_flops, sum(post_flops, flops)))
+        hbm = sum(last_hbm, sum(first_hbm, sum(post_hbm, hbm)))
+        issue_layer = issue + cm.hardware.overheads.kernel_launch_s if piecewise else issue
+        parts = self._stages(gpu + comm, issue_layer, first, last_by_launch[launch], gather, send)
+        tp = cm.layout.tp
+        return tuple(float(max(g, i)) for g, i in parts), tp * flops, tp * hbm
+
     def step_time(self, f: BatchFeatures, launch: str = "eager") -> StepCost:
         """``CostModel.step_time`` of a batch whose features are ``f`` (``CostModel.features``)."""
         cm = self.cm

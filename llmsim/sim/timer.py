@@ -111,9 +111,8 @@ class StepTimer:
         self.num_calls += 1
         if self._fast is not None:  # the same floats as the exact path below, from tabulated operators
             f = aggregate_features(prefill, num_decode, decode_ctx_sum, num_emit, self.cm.model.sliding_window)
-            c = self._fast.step_time(f, self._launch(prefill, num_decode))
-            stages = tuple(float(s) for s in c.stage_s)
-            return StepTime(float(sum(stages)), stages, float(c.flops), float(c.hbm_bytes))
+            stages, flops, hbm = self._fast.stage_times(f, self._launch(prefill, num_decode))
+            return StepTime(float(sum(stages)), stages, flops, hbm)
         new = [n for n, _ in prefill]
         ctx = [c for _, c in prefill]
         if num_decode:  # only the sum of decode contexts matters to the cost model's features

@@ -6,6 +6,7 @@ cap."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -91,6 +92,22 @@ def test_fast_step_cost_equals_the_exact_path(models, launch, shape):
         for name in FIELDS:
             assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-9, abs=0.0), name
         assert got.stage_s == pytest.approx(want.stage_s, rel=1e-9, abs=0.0)
+
+
+@pytest.mark.parametrize("launch", LAUNCH_MODES)
+def test_stage_times_are_the_step_costs_floats(models, launch):
+    """The simulator's lean call gives ``step_time``'s stage seconds, FLOPs and bytes: the same floats (on
+    CPython < 3.12, where ``sum`` adds floats one by one; later versions compensate: within 1e-12)."""
+    cm, fast = models
+    rng = np.random.default_rng(7 + LAUNCH_MODES.index(launch))
+    exact = sys.version_info < (3, 12)
+    for shape in SHAPES:
+        for _ in range(4):
+            f = cm.features(*batch(rng, shape, cm.model.sliding_window))
+            want = fast.step_time(f, launch)
+            got = fast.stage_times(f, launch)
+            want = (tuple(float(x) for x in want.stage_s), float(want.flops), float(want.hbm_bytes))
+            assert got == want if exact else got == pytest.approx(want, rel=1e-12), shape
 
 
 @pytest.mark.parametrize("window", [None, 7, 4096])
