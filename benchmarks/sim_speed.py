@@ -6,7 +6,8 @@ time). Cases:
   the favourable case (decode runs collapse);
 - ``vidur``: Vidur's own scenario, ``benchmarks/vidur_scenario.yaml`` run as ``llmsim run`` runs a point
   (Llama-2-70B TP2 on A100-80GB, Sarathi chunk 512, Poisson 1 req/s, 10,000 requests with Azure-conversation
-  lengths): most steps carry a prompt chunk; Vidur takes ~5.1 ms of CPU per request here;
+  lengths): most steps carry a prompt chunk; ``benchmarks/vidur_side_by_side.py`` times Vidur on it (whole
+  processes, same machine: ~4.2 ms of CPU per request on 2026-12-04, warm predictor cache);
 - ``trace1m``: a 1,000,000-request trace replay on one replica (``--trace-requests``): the Azure 2023
   conversation trace (shared data, 19,366 requests over ~1 h) repeated back to back, on ``single``'s replica
   at twice the trace's speed (~10.8 req/s, about half its capacity), without a row per step
